@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+"""Command line of ``run_recbole_kgin.py``.
+
+    run_recbole_kgin.py [--model=KGIN] [--dataset=ml-100k] [--config_files="a.yaml b.yaml"] [--key=value ...]
+    run_recbole_kgin.py convert --src DIR --name NAME [...]
+    run_recbole_kgin.py compare --dataset NAME --models KGIN,KGAT,... [--key=value ...]
+    run_recbole_kgin.py tune --dataset NAME --model KGIN --space FILE [...] [--key=value ...]
+
+``--key=value`` pairs are RecBole configuration overrides (highest precedence), exactly as with
+RecBole's own ``run_recbole.py``.
+"""
+
+import argparse
+import os
+import sys
+
+SUBCOMMANDS = ("convert", "compare", "tune")
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: reported on one line, exit code 2."""
+
+
+def split_overrides(tokens):
+    """Turn ``--key=value`` tokens into a dict of strings (RecBole converts the values)."""
+    overrides = {}
+    for token in tokens:
+        if not token.startswith("--") or "=" not in token or token.startswith("--="):
+            raise UsageError(f"unrecognised argument {token!r} (configuration overrides are --key=value)")
+        key, value = token[2:].split("=", 1)
+        if key in overrides and overrides[key] != value:
+            raise UsageError(f"--{key} given twice with different values")
+        overrides[key] = value
+    return overrides
+
+
+def _train_main(argv):
+    parser = argparse.ArgumentParser(
+        prog="run_recbole_kgin.py",
+        description="Train and test a model (default: KGIN on RecBole's bundled ml-100k). "
+        "Sub-commands: convert, compare, tune (run_recbole_kgin.py SUBCOMMAND -h).",
+    )
+    parser.add_argument("--model", "-m", default="KGIN", help="model name (ours or RecBole's)")
+    parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name")
+    parser.add_argument("--config_files", default=None,
+                        help="space-separated YAML files, applied in order")
+    parser.add_argument("--saved", default="True", help="save the best checkpoint (True/False)")
+    args, rest = parser.parse_known_args(argv)
+    overrides = split_overrides(rest)
+    files = args.config_files.split() if args.config_files else None
+
+    from recbole_kgin.quick_start import metrics_table, run_recbole_kgin
+
+    result = run_recbole_kgin(
+        model=args.model, dataset=args.dataset, config_file_list=files,
+        config_dict=overrides, saved=args.saved.lower() != "false",
+    )
+    print()
+    print(metrics_table(
+        {f"{args.model} valid": result["best_valid_result"],
+         f"{args.model} test": result["test_result"]},
+        title=f"{args.model} on {args.dataset}: best epoch {result['best_epoch']}, "
+              f"{result['seconds_per_epoch']:.1f} s per training epoch, "
+              f"{result['total_seconds']:.0f} s in all",
+    ))
+    if result["saved_model_file"]:
+        print(f"checkpoint: {result['saved_model_file']}")
+    return 0
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "convert":
+            from recbole_kgin.data.convert import main as convert_main
+
+            return convert_main(argv[1:])
+        if argv and argv[0] == "compare":
+            from recbole_kgin.compare import main as compare_main
+
+            return compare_main(argv[1:])
+        if argv and argv[0] == "tune":
+            from recbole_kgin.tuning import main as tune_main
+
+            return tune_main(argv[1:])
+        return _train_main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, KeyError, FileNotFoundError) as err:
+        if os.environ.get("RECBOLE_KGIN_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message} (set RECBOLE_KGIN_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2

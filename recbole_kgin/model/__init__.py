@@ -1,0 +1,3 @@
+from recbole_kgin.model.kgin import KGIN
+
+__all__ = ["KGIN"]

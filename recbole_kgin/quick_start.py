@@ -1,0 +1,165 @@
+# -*- coding: utf-8 -*-
+"""The one training pipeline. Single runs, comparisons and hyperparameter searches all call these
+functions, so a number in a comparison table or a search is produced exactly like a single run.
+
+``run_recbole_kgin`` mirrors RecBole's ``run_recbole`` (same arguments, same result keys, plus
+timings); the lower-level steps are public so that callers can keep a loaded dataset between runs.
+"""
+
+import logging
+import time
+from logging import getLogger
+
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_kgin.config import Config
+from recbole_kgin.trainer import load_checkpoint
+from recbole_kgin.utils import get_model, get_trainer
+
+HEADLINE_METRICS = ("recall", "ndcg", "hit", "precision")
+
+
+def create_config(model=None, dataset=None, config_file_list=None, config_dict=None):
+    """Build the layered :class:`~recbole_kgin.config.Config` (see that module for the order)."""
+    return Config(
+        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
+    )
+
+
+def load_data(config):
+    """Create (or reload RecBole's cached copy of) the dataset and split it into loaders."""
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    return dataset, train_data, valid_data, test_data
+
+
+def build_model(config, train_data):
+    """Instantiate the configured model on the training split, seeded like RecBole does."""
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    return get_model(config["model"])(config, train_data._dataset).to(config["device"])
+
+
+def build_trainer(config, model):
+    return get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+
+
+def count_parameters(model):
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def fit_and_test(config, model, trainer, train_data, valid_data, test_data, saved=True,
+                 show_progress=None, evaluate_test=True):
+    """Train with early stopping on validation, then (optionally) evaluate the selected model on
+    test once. Returns a plain dict (JSON-serialisable)."""
+    if show_progress is None:
+        show_progress = bool(config["show_progress"])
+    start = time.perf_counter()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=show_progress
+    )
+    train_seconds = time.perf_counter() - start
+    test_result = None
+    if evaluate_test:
+        test_result = trainer.evaluate(
+            test_data, load_best_model=saved, show_progress=show_progress
+        )
+    history = trainer.valid_history
+    bigger = bool(config["valid_metric_bigger"])
+    best_epoch = None
+    if history:
+        pick = max if bigger else min
+        best_epoch = pick(history, key=lambda h: h[1])[0]
+    epochs = trainer.epoch_seconds
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "best_valid_score": float(best_valid_score),
+        "valid_score_bigger": bigger,
+        "valid_metric": config["valid_metric"],
+        "best_valid_result": _floats(best_valid_result),
+        "test_result": _floats(test_result),
+        "best_epoch": best_epoch,
+        "epochs_run": len(epochs),
+        "epoch_seconds": [round(s, 4) for s in epochs],
+        "seconds_per_epoch": (sum(epochs) / len(epochs)) if epochs else None,
+        "train_seconds": train_seconds,
+        "total_seconds": time.perf_counter() - start,
+        "n_params": count_parameters(model),
+        "valid_history": [
+            {"epoch": e, "score": s, "result": _floats(r)} for e, s, r in history
+        ],
+        "saved_model_file": trainer.saved_model_file if saved else None,
+    }
+
+
+def _floats(result):
+    return None if result is None else {k: float(v) for k, v in dict(result).items()}
+
+
+def run_recbole_kgin(model=None, dataset=None, config_file_list=None, config_dict=None,
+                     saved=True):
+    """Train and test one model, like :func:`recbole.quick_start.run_recbole`.
+
+    ``model`` may be one of this package's models (``KGIN``) or any RecBole model name.
+    Returns a dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
+    ``test_result`` and timing fields (see :func:`fit_and_test`).
+    """
+    config = create_config(model, dataset, config_file_list, config_dict)
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+    start = time.perf_counter()
+    dataset_obj, train_data, valid_data, test_data = load_data(config)
+    logger.info(dataset_obj)
+    model_obj = build_model(config, train_data)
+    logger.info(model_obj)
+    trainer = build_trainer(config, model_obj)
+    result = fit_and_test(config, model_obj, trainer, train_data, valid_data, test_data,
+                          saved=saved)
+    result["total_seconds"] = time.perf_counter() - start
+    logger.info(set_color("best valid ", "yellow") + f": {result['best_valid_result']}")
+    logger.info(set_color("test result", "yellow") + f": {result['test_result']}")
+    return result
+
+
+def load_data_and_model(model_file):
+    """Reload a saved run: ``(config, model, dataset, train_data, valid_data, test_data)``.
+
+    Same as RecBole's function of that name, but works on torch >= 2.6 and with this package's models.
+    """
+    checkpoint = load_checkpoint(model_file)
+    config = checkpoint["config"]
+    init_logger(config)
+    dataset, train_data, valid_data, test_data = load_data(config)
+    model = build_model(config, train_data)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data
+
+
+def metrics_table(results, ks=(10, 20), metrics=HEADLINE_METRICS, title=None):
+    """Format ``{name: RecBole result dict}`` as a fixed-width text table (rows = names)."""
+    columns = [f"{m}@{k}" for k in ks for m in metrics]
+    header = ["", *[c.replace("recall", "Recall").replace("ndcg", "NDCG")
+                    .replace("hit", "Hit").replace("precision", "Precision") for c in columns]]
+    rows = []
+    for name, result in results.items():
+        result = result or {}
+        rows.append([name, *[("%.4f" % result[c]) if c in result else "-" for c in columns]])
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "+".join("-" * (w + 2) for w in widths)
+    fmt = lambda r: " | ".join(str(v).rjust(w) for v, w in zip(r, widths))
+    out = [title] if title else []
+    out += [fmt(header), line, *[fmt(r) for r in rows]]
+    return "\n".join(out)
+
+
+def quiet_recbole_logger():
+    """Keep RecBole's INFO chatter in its log file only (used by comparisons and searches)."""
+    for handler in getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.setLevel(logging.WARNING)
