@@ -37,6 +37,7 @@ Switchable choices (see ``properties/model/KGIN.yaml``):
 """
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -45,6 +46,8 @@ import torch.nn.functional as F
 
 from recbole.model.abstract_recommender import KnowledgeRecommender
 from recbole.utils import InputType
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 IND_TYPES = ("distance", "cosine", "mi")
 DROPOUT_SEMANTICS = ("drop", "reference")
@@ -155,26 +158,36 @@ class KGIN(KnowledgeRecommender):
         if self.kg_dedup:
             triples = np.unique(np.stack([head, rel, tail], axis=1), axis=0)
             head, rel, tail = triples[:, 0], triples[:, 1], triples[:, 2]
+        # Edges sorted by (head, relation). Aggregation runs per (head, relation) pair:
+        #   S[(h, r)] = sum_t e_t / deg(h)   (one sparse-dense product over the edges),
+        #   e_h' = sum_r e_r * S[(h, r)]     (one small scatter over the pairs),
+        # which is the mean over edges of e_r * e_t with far fewer [edges x d] temporaries.
+        order = np.lexsort((tail, rel, head))
+        head, rel, tail = head[order], rel[order], tail[order]
+        pair_key = head * self.n_kg_relations + rel
+        unique_pairs, pair_of_edge = np.unique(pair_key, return_inverse=True)
         self.n_kg_edges = int(head.shape[0])
-        self.register_buffer("kg_head", torch.from_numpy(head), persistent=False)
-        self.register_buffer("kg_tail", torch.from_numpy(tail), persistent=False)
-        self.register_buffer("kg_rel", torch.from_numpy(rel), persistent=False)
-        self.register_buffer(
-            "kg_inv_degree", self._inverse_degree(self.kg_head), persistent=False
-        )
+        self.n_kg_pairs = int(unique_pairs.shape[0])
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+        for name, value in (
+            ("kg_head", head), ("kg_tail", tail), ("kg_pair", pair_of_edge.reshape(-1)),
+            ("pair_head", unique_pairs // self.n_kg_relations),
+            ("pair_rel", unique_pairs % self.n_kg_relations),
+        ):
+            self.register_buffer(name, as_tensor(value), persistent=False)
 
         # ---- interaction matrix: binarised training interactions, row-normalised (D^-1 A) ----
         inter = dataset.inter_matrix(form="coo").tocsr()
         inter.sum_duplicates()
+        inter.sort_indices()
         inter.data[:] = 1.0
-        inter = inter.tocoo()
-        rows = torch.from_numpy(inter.row.astype(np.int64))
-        cols = torch.from_numpy(inter.col.astype(np.int64))
-        row_deg = torch.bincount(rows, minlength=self.n_users).float()
-        values = 1.0 / row_deg[rows]
-        self.register_buffer("inter_rows", rows, persistent=False)
-        self.register_buffer("inter_cols", cols, persistent=False)
-        self.register_buffer("inter_values", values, persistent=False)
+        row_deg = np.diff(inter.indptr)
+        values = 1.0 / np.repeat(np.maximum(row_deg, 1), row_deg)
+        self.register_buffer("inter_crow", as_tensor(inter.indptr), persistent=False)
+        self.register_buffer("inter_col", as_tensor(inter.indices), persistent=False)
+        self.register_buffer(
+            "inter_values", torch.from_numpy(values.astype(np.float32)), persistent=False
+        )
 
         # ---- parameters ----
         d = self.embedding_size
@@ -199,37 +212,48 @@ class KGIN(KnowledgeRecommender):
         self.other_parameter_name = []
 
     # ------------------------------------------------------------------ graph helpers
-    def _inverse_degree(self, head):
-        deg = torch.bincount(head, minlength=self.n_entities).float()
-        return torch.where(deg > 0, 1.0 / deg.clamp(min=1.0), torch.zeros_like(deg))
-
     def _kept_fraction(self):
         if self.node_dropout_semantics == "reference":
             return self.node_dropout_rate
         return 1.0 - self.node_dropout_rate
 
-    def _sample_graph(self):
-        """Node dropout for one training step: a random subset of KG edges (without replacement)
-        and a dropped-and-rescaled interaction matrix."""
-        head, tail, rel, inv_deg = self.kg_head, self.kg_tail, self.kg_rel, self.kg_inv_degree
-        inter_values = self.inter_values
-        if self.node_dropout_rate > 0.0:
-            keep = self._kept_fraction()
-            n_keep = int(self.n_kg_edges * keep)
-            idx = torch.randperm(self.n_kg_edges, device=head.device)[:n_keep]
-            head, tail, rel = head[idx], tail[idx], rel[idx]
-            inv_deg = self._inverse_degree(head)
-            mask = torch.rand(inter_values.shape, device=inter_values.device) < keep
-            inter_values = inter_values * mask / (1.0 - self.node_dropout_rate)
-        return head, tail, rel, inv_deg, inter_values
-
-    def _interaction_matrix(self, values):
-        return torch.sparse_coo_tensor(
-            torch.stack([self.inter_rows, self.inter_cols]),
-            values,
-            (self.n_users, self.n_items),
-            is_coalesced=True,
+    def _kg_operator(self, edge_index=None):
+        """Sparse [pairs, entities] matrix with 1/deg(h) at ((h, r), t) for the given edges
+        (all edges when ``edge_index`` is None). Edge indices must be increasing."""
+        if edge_index is None:
+            head, tail, pair = self.kg_head, self.kg_tail, self.kg_pair
+        else:
+            head, tail, pair = (
+                self.kg_head[edge_index], self.kg_tail[edge_index], self.kg_pair[edge_index]
+            )
+        deg = torch.bincount(head, minlength=self.n_entities).to(self.entity_embedding.dtype)
+        values = deg.clamp(min=1.0).reciprocal()[head]
+        counts = torch.bincount(pair, minlength=self.n_kg_pairs)
+        crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        return torch.sparse_csr_tensor(
+            crow, tail, values, (self.n_kg_pairs, self.n_entities), check_invariants=False
         )
+
+    def _inter_operator(self, values):
+        return torch.sparse_csr_tensor(
+            self.inter_crow, self.inter_col, values, (self.n_users, self.n_items),
+            check_invariants=False,
+        )
+
+    def _sample_graph(self):
+        """Node dropout for one training step: a random subset of KG edges (sampled without
+        replacement) and a dropped-and-rescaled interaction matrix."""
+        if self.node_dropout_rate == 0.0:
+            return self._kg_operator(), self._inter_operator(self.inter_values)
+        keep = self._kept_fraction()
+        n_keep = int(self.n_kg_edges * keep)
+        device = self.kg_head.device
+        chosen = torch.zeros(self.n_kg_edges, dtype=torch.bool, device=device)
+        chosen[torch.randperm(self.n_kg_edges, device=device)[:n_keep]] = True
+        kg_op = self._kg_operator(chosen.nonzero().squeeze(1))
+        mask = torch.rand(self.inter_values.shape, device=device) < keep
+        inter_values = self.inter_values * mask / (1.0 - self.node_dropout_rate)
+        return kg_op, self._inter_operator(inter_values)
 
     # ------------------------------------------------------------------ model
     def intent_embeddings(self):
@@ -244,11 +268,9 @@ class KGIN(KnowledgeRecommender):
         """
         training = self.training if sample_graph is None else sample_graph
         if training:
-            head, tail, rel, inv_deg, inter_values = self._sample_graph()
+            kg_op, inter_op = self._sample_graph()
         else:
-            head, tail, rel = self.kg_head, self.kg_tail, self.kg_rel
-            inv_deg, inter_values = self.kg_inv_degree, self.inter_values
-        inter_mat = self._interaction_matrix(inter_values)
+            kg_op, inter_op = self._kg_operator(), self._inter_operator(self.inter_values)
 
         intents = self.intent_embeddings()
         relation_emb = self.relation_embedding
@@ -256,11 +278,11 @@ class KGIN(KnowledgeRecommender):
         user_res, entity_res = user_emb, entity_emb
         for _ in range(self.context_hops):
             # relational path-aware aggregation: mean over (h, r, t) of e_r * e_t
-            messages = relation_emb.index_select(0, rel) * entity_emb.index_select(0, tail)
-            entity_agg = torch.zeros_like(entity_emb).index_add_(0, head, messages)
-            entity_agg = entity_agg * inv_deg.unsqueeze(1)
+            pair_mean = torch.sparse.mm(kg_op, entity_emb)  # [pairs, d]
+            messages = pair_mean * relation_emb.index_select(0, self.pair_rel)
+            entity_agg = torch.zeros_like(entity_emb).index_add_(0, self.pair_head, messages)
             # intent-aware user aggregation
-            user_agg = torch.sparse.mm(inter_mat, entity_emb[: self.n_items])
+            user_agg = torch.sparse.mm(inter_op, entity_emb[: self.n_items])
             attention = torch.softmax(user_emb @ self.intent_keys.t(), dim=1)  # [n_users, F]
             user_agg = user_agg * (attention @ intents) + user_agg
             if training and self.mess_dropout_rate > 0.0:
