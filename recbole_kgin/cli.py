@@ -45,9 +45,16 @@ def _train_main(argv):
     parser.add_argument("--config_files", default=None,
                         help="space-separated YAML files, applied in order")
     parser.add_argument("--saved", default="True", help="save the best checkpoint (True/False)")
+    quick_start = not argv
     args, rest = parser.parse_known_args(argv)
     overrides = split_overrides(rest)
     files = args.config_files.split() if args.config_files else None
+    if quick_start:
+        from recbole_kgin.config import PROPERTIES_DIR
+
+        files = [str(PROPERTIES_DIR / "quick_start.yaml")]
+        print("quick start: KGIN (published settings) on RecBole's bundled ml-100k, "
+              "10 epochs (properties/quick_start.yaml)", flush=True)
 
     from recbole_kgin.quick_start import metrics_table, run_recbole_kgin
 
