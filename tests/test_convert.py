@@ -1,0 +1,491 @@
+"""Tests of the KGIN-format -> RecBole atomic-file converter (recbole_kgin.data.convert)."""
+
+from __future__ import annotations
+
+import json
+import lzma
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import recbole_kgin.data.convert as conv
+
+# --------------------------------------------------------------------------- helpers
+# A hand-made dataset: 3 users, items 0..4, entities 5..7, relations 0..2.
+TRAIN = "0 0 1 2 1\n1 2 3\n2 4\n"          # user 0 repeats item 1
+TEST = "0 3\n1 0 0\n2 1\n"                  # user 1 repeats item 0
+KG = "0 0 5\n1 0 5\n2 1 6\n3 1 6\n4 2 7\n0 2 7\n5 1 6\n0 0 5\n"   # last line repeats line 1
+LISTS = {
+    "user_list.txt": "org_id remap_id\nu0 0\nu1 1\nu2 2\n",
+    "item_list.txt": "org_id remap_id freebase_id\n" + "".join(f"i{k} {k} m.{k}\n" for k in range(5)),
+    "entity_list.txt": "org_id remap_id\n" + "".join(f"m.{k} {k}\n" for k in range(8)),
+    "relation_list.txt": "org_id remap_id\nhttp://r/a 0\nhttp://r/b 1\nhttp://r/c 2\n",
+}
+
+
+def write_src(root: Path, files: dict[str, str | None], name="src", newline="\n", xz=False) -> Path:
+    src = root / name
+    src.mkdir(parents=True, exist_ok=True)
+    for fname, text in files.items():
+        if text is None:
+            continue
+        data = text.replace("\n", newline).encode()
+        if xz:
+            (src / (fname + ".xz")).write_bytes(lzma.compress(data))
+        else:
+            (src / fname).write_bytes(data)
+    return src
+
+
+def small_files(**override) -> dict:
+    files = {"train.txt": TRAIN, "test.txt": TEST, "kg_final.txt": KG, **LISTS}
+    files.update(override)
+    return files
+
+
+def read_pairs(path: Path) -> list[tuple[int, int]]:
+    lines = path.read_text().splitlines()
+    assert lines[0] == "user_id:token\titem_id:token"
+    return [tuple(int(x) for x in ln.split("\t")) for ln in lines[1:]]
+
+
+def random_files(seed=0, n_users=300, n_items=60, n_ent=40, n_rel=4, with_train=True) -> dict:
+    rng = np.random.default_rng(seed)
+
+    def lines(lo, hi):
+        out = []
+        for u in range(n_users):
+            k = int(rng.integers(lo, hi))
+            items = rng.integers(0, n_items, size=k)
+            out.append(" ".join(map(str, [u, *items])))
+        return "\n".join(out) + "\n"
+
+    heads = np.concatenate([np.arange(n_items), rng.integers(0, n_items + n_ent, 100)])
+    tails = rng.integers(n_items, n_items + n_ent, heads.size)
+    rels = rng.integers(0, n_rel, heads.size)
+    kg = "".join(f"{h} {r} {t}\n" for h, r, t in zip(heads, rels, tails))
+    return {"train.txt": lines(1, 12) if with_train else None, "test.txt": lines(1, 6),
+            "kg_final.txt": kg}
+
+
+@pytest.fixture
+def conv_out(tmp_path) -> Path:
+    out = tmp_path / "out"
+    out.mkdir()
+    return out
+
+
+def run_main(args, capsys):
+    rc = conv.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def assert_bad_input(capsys, src: Path, out: Path, file: str, line: int | None, words: str,
+                     extra=()):
+    rc, _, err = run_main(["--src", src, "--name", "ds", "--out", out, *extra], capsys)
+    assert rc != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert file in lines[0]
+    if line is not None:
+        assert f"{file}:{line}:" in lines[0]
+    assert words in lines[0]
+    assert list(out.iterdir()) == []
+
+
+# ------------------------------------------------------------------ positive: contents
+def test_paper_protocol_exact_files(tmp_path, conv_out):
+    src = write_src(tmp_path, small_files())
+    stats = conv.convert(src, "ds", conv_out, valid="paper", quiet=True)
+    d = conv_out / "ds"
+    assert sorted(p.name for p in d.iterdir()) == sorted(
+        ["ds.train.inter", "ds.valid.inter", "ds.test.inter", "ds.kg", "ds.link", "ds.yaml",
+         "stats.json"])
+    assert read_pairs(d / "ds.train.inter") == [(0, 0), (0, 1), (0, 2), (1, 2), (1, 3), (2, 4)]
+    assert read_pairs(d / "ds.test.inter") == [(0, 3), (1, 0), (2, 1)]
+    assert (d / "ds.valid.inter").read_bytes() == (d / "ds.test.inter").read_bytes()
+    assert (d / "ds.kg").read_text() == (
+        "head_id:token\trelation_id:token\ttail_id:token\n"
+        "0\t0\t5\n1\t0\t5\n2\t1\t6\n3\t1\t6\n4\t2\t7\n0\t2\t7\n5\t1\t6\n")
+    assert (d / "ds.link").read_text() == "item_id:token\tentity_id:token\n" + "".join(
+        f"{k}\t{k}\n" for k in range(5))
+    c = stats["counts"]
+    assert (c["users"], c["items"], c["item_ids"], c["entities"], c["relations"], c["triplets"],
+            c["links"]) == (3, 5, 5, 3, 3, 7, 5)
+    assert c["interactions"] == {"train": 6, "valid": 3, "test": 3, "total_unique": 9}
+    assert stats["duplicates_removed"] == {"train.txt": 1, "test.txt": 1, "total": 2,
+                                           "kg_final.txt": 1}
+    assert stats["raw_pairs"] == {"train.txt": 7, "test.txt": 4}
+    assert stats["test_selected"] is True and stats["paper_split"] is True
+    assert json.loads((d / "stats.json").read_text()) == stats
+
+    text = (d / "ds.yaml").read_text()
+    assert "test-selected" in text
+    cfg = yaml.safe_load(text)
+    assert cfg["benchmark_filename"] == ["train", "valid", "test"]
+    assert cfg["load_col"] == {"inter": ["user_id", "item_id"],
+                               "kg": ["head_id", "relation_id", "tail_id"],
+                               "link": ["item_id", "entity_id"]}
+    assert cfg["eval_args"] == {"group_by": "user", "order": "RO", "mode": "full"}
+    assert cfg["metrics"] == ["Recall", "NDCG", "Hit", "Precision"]
+    assert cfg["topk"] == [10, 20, 40, 50, 60, 80, 100]
+    assert cfg["valid_metric"] == "Recall@20"
+
+
+def test_duplicates_counted_per_user_only(tmp_path, conv_out):
+    # user 0 repeats 7 twice on one line and once on a second line; user 1 also has 7.
+    src = write_src(tmp_path, {"train.txt": "0 7 7 8\n1 7\n0 7\n", "test.txt": "0 9 9 9\n1 8\n"})
+    stats = conv.convert(src, "ds", conv_out, valid="paper", no_kg=True, quiet=True)
+    assert stats["duplicates_removed"]["train.txt"] == 2
+    assert stats["duplicates_removed"]["test.txt"] == 2
+    assert read_pairs(conv_out / "ds" / "ds.train.inter") == [(0, 7), (0, 8), (1, 7)]
+    assert not (conv_out / "ds" / "ds.kg").exists()
+    assert "kg" not in yaml.safe_load((conv_out / "ds" / "ds.yaml").read_text())["load_col"]
+
+
+def test_link_item_k_is_entity_k(tmp_path, conv_out):
+    # item 3 is never interacted (stays a plain entity); item 6 is interacted but has no triplet.
+    files = {"train.txt": "0 0 1\n1 2 6\n", "test.txt": "0 2\n1 0\n",
+             "kg_final.txt": "0 0 7\n1 0 8\n2 1 7\n3 1 8\n"}
+    src = write_src(tmp_path, files)
+    stats = conv.convert(src, "ds", conv_out, valid="paper", quiet=True)
+    rows = (conv_out / "ds" / "ds.link").read_text().splitlines()[1:]
+    pairs = [tuple(r.split("\t")) for r in rows]
+    assert all(a == b for a, b in pairs)
+    assert [a for a, _ in pairs] == ["0", "1", "2"]
+    assert stats["counts"]["items_without_kg"] == 1
+    assert stats["counts"]["item_ids"] == 7
+
+
+def test_holdout_protocol(tmp_path, conv_out):
+    files = random_files(seed=1)
+    src = write_src(tmp_path, files)
+    s1 = conv.convert(src, "a", conv_out, valid="holdout", valid_ratio=0.2, seed=7, quiet=True)
+    train = read_pairs(conv_out / "a" / "a.train.inter")
+    valid = read_pairs(conv_out / "a" / "a.valid.inter")
+    test = read_pairs(conv_out / "a" / "a.test.inter")
+    # test is test.txt de-duplicated, untouched
+    raw_test = {(int(l.split()[0]), int(x)) for l in files["test.txt"].splitlines()
+                for x in l.split()[1:]}
+    assert set(test) == raw_test and len(test) == len(raw_test)
+    # train + valid partition the de-duplicated train.txt
+    raw_train = {(int(l.split()[0]), int(x)) for l in files["train.txt"].splitlines()
+                 for x in l.split()[1:]}
+    assert set(train) | set(valid) == raw_train
+    assert not set(train) & set(valid)
+    per_user = {}
+    for u, i in raw_train:
+        per_user.setdefault(u, set()).add(i)
+    n_valid = {}
+    for u, _ in valid:
+        n_valid[u] = n_valid.get(u, 0) + 1
+    for u, items in per_user.items():
+        n = len(items)
+        expected = 0 if n == 1 else max(1, int(np.floor(n * 0.2)))
+        assert n_valid.get(u, 0) == expected, (u, n)
+    # seeded: same seed -> same files, other seed -> different validation items
+    conv.convert(src, "b", conv_out, valid_ratio=0.2, seed=7, quiet=True)
+    conv.convert(src, "c", conv_out, valid_ratio=0.2, seed=8, quiet=True)
+    assert read_pairs(conv_out / "b" / "b.valid.inter") == valid
+    assert read_pairs(conv_out / "c" / "c.valid.inter") != valid
+    assert s1["test_selected"] is False and s1["protocol"] == "holdout 0.2"
+
+
+def test_resplit_protocol(tmp_path, conv_out):
+    files = random_files(seed=2, with_train=False)
+    src = write_src(tmp_path, files)  # no train.txt at all
+    stats = conv.convert(src, "r", conv_out, resplit="0.6,0.2,0.2", seed=3, quiet=True)
+    parts = {s: read_pairs(conv_out / "r" / f"r.{s}.inter") for s in ("train", "valid", "test")}
+    sets = {s: set(p) for s, p in parts.items()}
+    assert not (sets["train"] & sets["valid"] or sets["train"] & sets["test"]
+                or sets["valid"] & sets["test"])
+    raw = {(int(l.split()[0]), int(x)) for l in files["test.txt"].splitlines() for x in l.split()[1:]}
+    assert sets["train"] | sets["valid"] | sets["test"] == raw
+    by_user = {}
+    for s, pairs in parts.items():
+        for u, _ in pairs:
+            by_user.setdefault(u, {"train": 0, "valid": 0, "test": 0})[s] += 1
+    for u, c in by_user.items():
+        n = sum(c.values())
+        if n == 1:
+            assert c == {"train": 1, "valid": 0, "test": 0}
+        elif n == 2:
+            assert c == {"train": 1, "valid": 0, "test": 1}
+        else:
+            assert min(c.values()) >= 1
+            assert c["valid"] == max(1, int(np.floor(n * 0.2)))
+    assert stats["counts"]["interactions"]["total_unique"] == len(raw)
+    conv.convert(src, "r2", conv_out, resplit=(0.6, 0.2, 0.2), seed=3, quiet=True)
+    conv.convert(src, "r3", conv_out, resplit=(0.6, 0.2, 0.2), seed=4, quiet=True)
+    assert read_pairs(conv_out / "r2" / "r2.test.inter") == parts["test"]
+    assert read_pairs(conv_out / "r3" / "r3.test.inter") != parts["test"]
+
+
+def test_resplit_pools_train_and_test(tmp_path, conv_out):
+    src = write_src(tmp_path, {"train.txt": "0 1 2 3\n1 4\n", "test.txt": "0 3 4\n1 5\n"})
+    stats = conv.convert(src, "p", conv_out, resplit="0.8,0.1,0.1", no_kg=True, quiet=True)
+    assert stats["duplicates_removed"]["pooled across files"] == 1      # (0, 3) is in both
+    assert stats["counts"]["interactions"]["total_unique"] == 6
+
+
+def test_users_subsample_keeps_kg_consistent(tmp_path, conv_out):
+    files = random_files(seed=4, with_train=False)
+    src = write_src(tmp_path, files)
+    full = conv.convert(src, "full", conv_out, resplit="0.8,0.1,0.1", quiet=True)
+    sub = conv.convert(src, "sub", conv_out, resplit="0.8,0.1,0.1", users=40, quiet=True)
+    assert sub["counts"]["users"] == 40
+    assert sub["raw_pairs"]["test.txt"] < full["raw_pairs"]["test.txt"]
+    inter = {s: read_pairs(conv_out / "sub" / f"sub.{s}.inter") for s in ("train", "valid", "test")}
+    items = {i for pairs in inter.values() for _, i in pairs}
+    kg_rows = [tuple(map(int, r.split("\t"))) for r in
+               (conv_out / "sub" / "sub.kg").read_text().splitlines()[1:]]
+    full_kg = [tuple(map(int, r.split("\t"))) for r in
+               (conv_out / "full" / "full.kg").read_text().splitlines()[1:]]
+    assert all(h in items or t in items for h, _, t in kg_rows)
+    assert set(kg_rows) == {(h, r, t) for h, r, t in full_kg if h in items or t in items}
+    links = [int(r.split("\t")[0]) for r in (conv_out / "sub" / "sub.link").read_text().splitlines()[1:]]
+    kg_ids = {h for h, _, _ in kg_rows} | {t for _, _, t in kg_rows}
+    assert set(links) == items & kg_ids
+    assert sub["counts"]["triplets"] == len(kg_rows) < full["counts"]["triplets"]
+    # the subsample's split is the full split restricted to the kept users
+    users = {u for pairs in inter.values() for u, _ in pairs}
+    for s in ("train", "valid", "test"):
+        full_pairs = read_pairs(conv_out / "full" / f"full.{s}.inter")
+        assert inter[s] == [p for p in full_pairs if p[0] in users]
+    # two hops keep more
+    two = conv.convert(src, "two", conv_out, resplit="0.8,0.1,0.1", users=40, kg_hops=2, quiet=True)
+    assert two["counts"]["triplets"] >= sub["counts"]["triplets"]
+
+
+def test_crlf_and_trailing_blank_line_accepted(tmp_path):
+    out_lf, out_crlf = tmp_path / "o1", tmp_path / "o2"
+    lf = write_src(tmp_path, small_files(), name="lf")
+    crlf_files = {k: v + "\n" for k, v in small_files().items()}   # trailing blank line
+    crlf = write_src(tmp_path, crlf_files, name="crlf", newline="\r\n")
+    assert b"\r\n\r\n" in (crlf / "kg_final.txt").read_bytes()
+    s1 = conv.convert(lf, "ds", out_lf, quiet=True)
+    s2 = conv.convert(crlf, "ds", out_crlf, quiet=True)
+    for f in ("ds.train.inter", "ds.valid.inter", "ds.test.inter", "ds.kg", "ds.link"):
+        assert (out_lf / "ds" / f).read_bytes() == (out_crlf / "ds" / f).read_bytes()
+    for s in (s1, s2):
+        s.pop("source")
+    assert s1 == s2
+
+
+def test_xz_input_equals_plain(tmp_path):
+    plain = write_src(tmp_path, small_files(), name="plain")
+    packed = write_src(tmp_path, small_files(), name="packed", xz=True)
+    s1 = conv.convert(plain, "ds", tmp_path / "o1", quiet=True)
+    s2 = conv.convert(packed, "ds", tmp_path / "o2", quiet=True)
+    assert s2["files"]["kg_final"] == "kg_final.txt.xz"
+    for f in ("ds.train.inter", "ds.valid.inter", "ds.test.inter", "ds.kg", "ds.link"):
+        assert (tmp_path / "o1" / "ds" / f).read_bytes() == (tmp_path / "o2" / "ds" / f).read_bytes()
+    assert s1["counts"] == s2["counts"]
+
+
+def test_paper_table1_comparison(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files(), name="last-fm")
+    rc, out, err = run_main(["--src", src, "--name", "lfm", "--out", conv_out,
+                             "--resplit", "0.8,0.1,0.1"], capsys)
+    assert rc == 0, err
+    cmp_ = json.loads((conv_out / "lfm" / "stats.json").read_text())["paper_table1"]
+    assert cmp_["dataset"] == "last-fm"
+    rows = {r["count"]: r for r in cmp_["rows"]}
+    assert rows["triplets"]["paper"] == 464_567 and rows["triplets"]["ours"] == 7
+    assert rows["interactions"]["equal"] is False
+    assert "re-split" in rows["interactions"]["why"]
+    assert "interactions: 9 vs paper 3,034,796" in out
+
+
+def test_cli_defaults_and_usage_error(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files())
+    rc, out, _ = run_main(["--src", src, "--name", "ds", "--out", conv_out], capsys)
+    assert rc == 0 and "ds: written to" in out
+    assert json.loads((conv_out / "ds" / "stats.json").read_text())["protocol"] == "holdout 0.1"
+    rc, _, err = run_main(["--src", src, "--name", "x", "--out", conv_out, "--valid", "bogus"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    rc, _, err = run_main(["--src", src, "--name", "x", "--out", conv_out, "--resplit", "0.8,0.3"],
+                          capsys)
+    assert rc == 1 and "--resplit" in err
+    assert sorted(p.name for p in conv_out.iterdir()) == ["ds"]
+    assert conv.default_out_root().name == "atomic_data"
+
+
+def test_id_lists_with_spaces_and_empty_original_ids(tmp_path, conv_out):
+    lists = {"entity_list.txt": "org_id remap_id\n" + "m.0 0\n\"\"\"I Love You 1\n  2\n"
+             + "".join(f"m.{k} {k}\n" for k in range(3, 8)),
+             "item_list.txt": "org_id remap_id freebase_id\n" + "".join(
+                 f"A book {k} m.{k}\n" for k in range(5))}
+    src = write_src(tmp_path, small_files(**lists))
+    stats = conv.convert(src, "ds", conv_out, quiet=True)
+    assert stats["id_space"]["kg_ids"] == 8 and stats["id_space"]["items"] == 5
+
+
+# ------------------------------------------------------------------------ bad input
+def test_bad_missing_file(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files(**{"test.txt": None}))
+    assert_bad_input(capsys, src, conv_out, "test.txt", None, "missing file")
+
+
+def test_bad_missing_kg_without_no_kg(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files(**{"kg_final.txt": None}))
+    assert_bad_input(capsys, src, conv_out, "kg_final.txt", None, "missing file")
+
+
+def test_bad_empty_file(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files(**{"test.txt": ""}))
+    assert_bad_input(capsys, src, conv_out, "test.txt", 1, "empty file")
+
+
+def test_bad_non_integer_token(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files(**{"train.txt": "0 0 1\n1 2 x3\n2 4\n"}))
+    assert_bad_input(capsys, src, conv_out, "train.txt", 2, "non-integer token 'x3'")
+
+
+def test_bad_negative_id(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files(**{"kg_final.txt": KG + "1 -1 5\n"}))
+    assert_bad_input(capsys, src, conv_out, "kg_final.txt", 9, "negative id -1")
+
+
+def test_bad_kg_field_count(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files(**{"kg_final.txt": "0 0 5\n1 0\n"}))
+    assert_bad_input(capsys, src, conv_out, "kg_final.txt", 2, "expected 3 fields")
+
+
+def test_bad_kg_four_fields(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files(**{"kg_final.txt": "0 0 5\n1 0 5\n2 1 6 7\n"}))
+    assert_bad_input(capsys, src, conv_out, "kg_final.txt", 3, "found 4")
+
+
+def test_bad_user_line_without_items(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files(**{"test.txt": "0 3\n1\n2 1\n"}))
+    assert_bad_input(capsys, src, conv_out, "test.txt", 2, "user 1 has no items")
+
+
+def test_user_line_without_items_allowed_on_request(tmp_path, conv_out):
+    src = write_src(tmp_path, small_files(**{"test.txt": "0 3\n1 \n2 1\n"}))
+    stats = conv.convert(src, "ds", conv_out, valid="paper", allow_empty_users=True, quiet=True)
+    assert stats["user_lines_without_items"] == {"train.txt": 0, "test.txt": 1}
+    assert read_pairs(conv_out / "ds" / "ds.test.inter") == [(0, 3), (2, 1)]
+
+
+def test_bad_item_outside_kg_id_range(tmp_path, conv_out, capsys):
+    # No entity list: the KG ids are 0..max(head, tail) = 0..7, so item 8 has no entity.
+    files = small_files(**{"entity_list.txt": None, "item_list.txt": None,
+                           "test.txt": "0 3\n1 8\n2 1\n"})
+    src = write_src(tmp_path, files)
+    assert_bad_input(capsys, src, conv_out, "test.txt", 2, "item id 8 out of range")
+
+
+def test_bad_item_outside_entity_list(tmp_path, conv_out, capsys):
+    files = small_files(**{"item_list.txt": None, "train.txt": "0 0 1\n1 9 2\n"})
+    src = write_src(tmp_path, files)
+    assert_bad_input(capsys, src, conv_out, "train.txt", 2, "entity_list.txt has 8 ids")
+
+
+def test_bad_relation_out_of_range(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files(**{"kg_final.txt": "0 0 5\n1 3 5\n"}))
+    assert_bad_input(capsys, src, conv_out, "kg_final.txt", 2, "relation id 3 out of range")
+
+
+def test_bad_id_list_sequence(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files(**{"relation_list.txt": "org_id remap_id\na 0\nb 2\n"}))
+    assert_bad_input(capsys, src, conv_out, "relation_list.txt", 3, "out of sequence")
+
+
+def test_bad_output_exists_refused_unless_overwrite(tmp_path, conv_out, capsys):
+    src = write_src(tmp_path, small_files())
+    (conv_out / "ds").mkdir()
+    (conv_out / "ds" / "keep.txt").write_text("old")
+    rc, _, err = run_main(["--src", src, "--name", "ds", "--out", conv_out], capsys)
+    assert rc == 1 and "already exists" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in (conv_out / "ds").iterdir()] == ["keep.txt"]
+    rc, _, err = run_main(["--src", src, "--name", "ds", "--out", conv_out, "--overwrite"], capsys)
+    assert rc == 0, err
+    assert not (conv_out / "ds" / "keep.txt").exists()
+    assert (conv_out / "ds" / "ds.kg").is_file()
+    assert sorted(p.name for p in conv_out.iterdir()) == ["ds"]
+
+
+def _failing_writer(path, kg):
+    path.write_text("head_id:token\trelation_id:token\ttail_id:token\n0\t0")
+    raise RuntimeError("simulated failure while writing")
+
+
+def test_interrupted_conversion_leaves_nothing(tmp_path, conv_out, monkeypatch):
+    src = write_src(tmp_path, small_files())
+    monkeypatch.setattr(conv, "_write_kg", _failing_writer)
+    with pytest.raises(RuntimeError, match="simulated"):
+        conv.convert(src, "ds", conv_out, quiet=True)
+    assert list(conv_out.iterdir()) == []
+
+
+def test_interrupted_overwrite_keeps_old_dataset(tmp_path, conv_out, monkeypatch, capsys):
+    src = write_src(tmp_path, small_files())
+    conv.convert(src, "ds", conv_out, valid="paper", quiet=True)
+    before = {p.name: p.read_bytes() for p in (conv_out / "ds").iterdir()}
+
+    def interrupt(path, kg):
+        path.write_text("partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(conv, "_write_kg", interrupt)
+    rc, _, err = run_main(["--src", src, "--name", "ds", "--out", conv_out, "--overwrite"], capsys)
+    assert rc == 130 and "interrupted" in err
+    assert sorted(p.name for p in conv_out.iterdir()) == ["ds"]
+    assert {p.name: p.read_bytes() for p in (conv_out / "ds").iterdir()} == before
+
+
+# ----------------------------------------------------------------- RecBole end to end
+def test_recbole_loads_converted_dataset(tmp_path, conv_out):
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+
+    files = random_files(seed=5, n_users=80, n_items=40, n_ent=20)
+    # item 3 keeps its interactions but loses its triplets: it must load unlinked
+    files["kg_final.txt"] = "".join(line + "\n" for line in files["kg_final.txt"].splitlines()
+                                    if line.split()[0] != "3")
+    src = write_src(tmp_path, files)
+    stats = conv.convert(src, "tiny", conv_out, resplit="0.8,0.1,0.1", quiet=True)
+    cfg = yaml.safe_load((conv_out / "tiny" / "tiny.yaml").read_text())
+    config = Config(model="CKE", dataset="tiny",
+                    config_dict={"data_path": str(conv_out), **cfg,
+                                 "checkpoint_dir": str(tmp_path / "saved"),
+                                 "show_progress": False, "train_batch_size": 64})
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    c = stats["counts"]
+    assert c["items_without_kg"] == 1
+    assert [train._dataset.inter_num, valid._dataset.inter_num, test._dataset.inter_num] == [
+        c["interactions"]["train"], c["interactions"]["valid"], c["interactions"]["test"]]
+    assert dataset.user_num - 1 == c["users"]
+    assert dataset.item_num - 1 == c["items"]
+    assert len(dataset.kg_feat) == c["triplets"]
+    assert len(dataset.item2entity) == c["links"]
+    assert dataset.entity_num - 1 == c["kg_ids"] + c["items_without_kg"]
+    assert dataset.relation_num - 2 == c["relations"]          # + padding and the U-I relation
+
+
+def test_failed_final_rename_restores_old_dataset(tmp_path, conv_out, monkeypatch):
+    src = write_src(tmp_path, small_files())
+    conv.convert(src, "ds", conv_out, valid="paper", quiet=True)
+    before = {p.name: p.read_bytes() for p in (conv_out / "ds").iterdir()}
+    real_rename = conv.os.rename
+    calls = []
+
+    def flaky_rename(a, b):
+        calls.append((Path(a).name, Path(b).name))
+        if len(calls) == 2:                      # moving the new dataset into place
+            raise OSError(28, "No space left on device")
+        return real_rename(a, b)
+
+    monkeypatch.setattr(conv.os, "rename", flaky_rename)
+    with pytest.raises(conv.ConvertError, match="cannot write"):
+        conv.convert(src, "ds", conv_out, overwrite=True, quiet=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in conv_out.iterdir()) == ["ds"]
+    assert {p.name: p.read_bytes() for p in (conv_out / "ds").iterdir()} == before
