@@ -260,3 +260,22 @@ def test_one_epoch_save_reload_same_metrics(tmp_path):
     config, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
     again = build_trainer(config, model).evaluate(test_data, load_best_model=False)
     assert {k: float(v) for k, v in again.items()} == result["test_result"]
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_items_only_last_hop_equals_full_propagation(tmp_path, training):
+    write_kg_dataset(tmp_path, n_users=50, n_items=70)
+    # message dropout off: its masks are drawn per output row, so the row counts would differ
+    config = create_config("KGIN", "tiny", config_dict=tiny_config(
+        tmp_path, embedding_size=16, mess_dropout_rate=0.0))
+    _, train_data, _, _ = load_data(config)
+    model = KGIN(config, train_data._dataset)
+    assert 0 < model.n_item_pairs < model.n_kg_pairs
+    model.train(training)
+    torch.manual_seed(5)
+    full_u, full_e = model()
+    torch.manual_seed(5)  # the same node-dropout draw
+    part_u, part_e = model(items_only=True)
+    assert part_e.shape[0] == model.n_items
+    assert torch.allclose(part_u, full_u, atol=1e-6)
+    assert torch.allclose(part_e, full_e[: model.n_items], atol=1e-6)

@@ -168,6 +168,8 @@ class KGIN(KnowledgeRecommender):
         unique_pairs, pair_of_edge = np.unique(pair_key, return_inverse=True)
         self.n_kg_edges = int(head.shape[0])
         self.n_kg_pairs = int(unique_pairs.shape[0])
+        # items are entities 0 .. n_items-1, so the pairs headed by an item form a prefix
+        self.n_item_pairs = int(np.searchsorted(unique_pairs // self.n_kg_relations, self.n_items))
         as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
         for name, value in (
             ("kg_head", head), ("kg_tail", tail), ("kg_pair", pair_of_edge.reshape(-1)),
@@ -234,6 +236,15 @@ class KGIN(KnowledgeRecommender):
             crow, tail, values, (self.n_kg_pairs, self.n_entities), check_invariants=False
         )
 
+    def _item_rows(self, kg_op):
+        """The rows of ``kg_op`` whose head is an item (a prefix: pairs are sorted by head)."""
+        crow = kg_op.crow_indices()[: self.n_item_pairs + 1]
+        nnz = int(crow[-1])
+        return torch.sparse_csr_tensor(
+            crow, kg_op.col_indices()[:nnz], kg_op.values()[:nnz],
+            (self.n_item_pairs, self.n_entities), check_invariants=False,
+        )
+
     def _inter_operator(self, values):
         return torch.sparse_csr_tensor(
             self.inter_crow, self.inter_col, values, (self.n_users, self.n_items),
@@ -260,11 +271,13 @@ class KGIN(KnowledgeRecommender):
         """[F, d]: every intent is a softmax-weighted combination of KG relation embeddings."""
         return torch.softmax(self.intent_relation_logits, dim=1) @ self.relation_embedding
 
-    def forward(self, sample_graph=None):
+    def forward(self, sample_graph=None, items_only=False):
         """Propagate over the whole graph; returns final (user, entity) representations.
 
         ``sample_graph`` defaults to ``self.training``: node dropout and message dropout are applied
-        only in training mode.
+        only in training mode. With ``items_only`` the entity output holds the first ``n_items``
+        rows only (the items): the last hop then skips the entities that nothing scores, with the
+        same result for the rows it returns.
         """
         training = self.training if sample_graph is None else sample_graph
         if training:
@@ -276,11 +289,19 @@ class KGIN(KnowledgeRecommender):
         relation_emb = self.relation_embedding
         user_emb, entity_emb = self.user_embedding, self.entity_embedding
         user_res, entity_res = user_emb, entity_emb
-        for _ in range(self.context_hops):
+        for hop in range(self.context_hops):
+            last = hop == self.context_hops - 1
+            if last and items_only:
+                kg_op, n_rows, n_pairs = self._item_rows(kg_op), self.n_items, self.n_item_pairs
+                entity_res = entity_res[: self.n_items]
+            else:
+                n_rows, n_pairs = self.n_entities, self.n_kg_pairs
             # relational path-aware aggregation: mean over (h, r, t) of e_r * e_t
             pair_mean = torch.sparse.mm(kg_op, entity_emb)  # [pairs, d]
-            messages = pair_mean * relation_emb.index_select(0, self.pair_rel)
-            entity_agg = torch.zeros_like(entity_emb).index_add_(0, self.pair_head, messages)
+            messages = pair_mean * relation_emb.index_select(0, self.pair_rel[:n_pairs])
+            entity_agg = entity_emb.new_zeros(n_rows, entity_emb.shape[1]).index_add_(
+                0, self.pair_head[:n_pairs], messages
+            )
             # intent-aware user aggregation
             user_agg = torch.sparse.mm(inter_op, entity_emb[: self.n_items])
             attention = torch.softmax(user_emb @ self.intent_keys.t(), dim=1)  # [n_users, F]
@@ -310,7 +331,7 @@ class KGIN(KnowledgeRecommender):
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
 
-        user_all, entity_all = self.forward()
+        user_all, entity_all = self.forward(items_only=True)
         u_e = user_all[user]
         pos_e = entity_all[pos_item]
         neg_e = entity_all[neg_item]
@@ -324,8 +345,7 @@ class KGIN(KnowledgeRecommender):
     def _eval_embeddings(self):
         if self._cache is None:
             with torch.no_grad():
-                user_all, entity_all = self.forward(sample_graph=False)
-            self._cache = (user_all, entity_all[: self.n_items])
+                self._cache = self.forward(sample_graph=False, items_only=True)
         return self._cache
 
     def train(self, mode=True):
