@@ -2,6 +2,9 @@
 """Model and trainer lookup: this package's models first, then RecBole's."""
 
 import importlib
+from pathlib import Path
+
+import recbole.model
 
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
@@ -11,7 +14,21 @@ from recbole_kgin.trainer import RecordingTrainerMixin
 # name -> (module, class name, trainer: ("own", class) | ("recbole", name RecBole looks it up by))
 MODELS = {
     "KGIN": ("recbole_kgin.model.kgin", "KGIN", ("own", "KGINTrainer")),
+    # RecBole's KGAT with a DGL-free graph construction (RecBole's KGAT.yaml and KGATTrainer apply)
+    "KGAT": ("recbole_kgin.model.kgat", "KGAT", ("recbole", "KGAT")),
+    # RecBole's own KGIN, runnable without torch-scatter (RecBole's KGIN.yaml, KGTrainer)
+    "RecBoleKGIN": ("recbole_kgin.model.recbole_builtin", "RecBoleKGIN", ("recbole", "KGIN")),
+    # RecBole's MCCLK, runnable without torch-scatter (RecBole's MCCLK.yaml and trainer apply)
+    "MCCLK": ("recbole_kgin.model.mcclk", "MCCLK", ("recbole", "MCCLK")),
 }
+
+
+def _is_recbole_model(model_name):
+    root = Path(recbole.model.__file__).parent
+    return any((root / sub / f"{model_name.lower()}.py").is_file()
+               for sub in ("general_recommender", "context_aware_recommender",
+                           "sequential_recommender", "knowledge_aware_recommender",
+                           "exlib_recommender"))
 
 
 def get_model(model_name):
@@ -19,6 +36,10 @@ def get_model(model_name):
     if model_name in MODELS:
         module, cls, _ = MODELS[model_name]
         return getattr(importlib.import_module(module), cls)
+    if not _is_recbole_model(model_name):
+        raise ValueError(
+            f"unknown model '{model_name}': not one of {sorted(MODELS)} nor a RecBole 1.2.1 model"
+        )
     return recbole_get_model(model_name)
 
 
