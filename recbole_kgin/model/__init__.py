@@ -1,3 +1,6 @@
+from recbole_kgin.model.kgat import KGAT
 from recbole_kgin.model.kgin import KGIN
+from recbole_kgin.model.mcclk import MCCLK
+from recbole_kgin.model.recbole_builtin import RecBoleKGIN
 
-__all__ = ["KGIN"]
+__all__ = ["KGAT", "KGIN", "MCCLK", "RecBoleKGIN"]
