@@ -75,7 +75,8 @@ class Config(RecBoleConfig):
         ):
             if dataset_file.is_file():
                 loaded = self._update_internal_config_dict(str(dataset_file)) or {}
-                self.parameters["Dataset"] += [
+                # a new list: RecBole's category lists are shared module-level objects
+                self.parameters["Dataset"] = self.parameters["Dataset"] + [
                     key for key in loaded if key not in self.parameters["Dataset"]
                 ]
 

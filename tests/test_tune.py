@@ -1,0 +1,334 @@
+"""Ray Tune search (``run_recbole_kgin.py tune``) on a tiny synthetic knowledge-graph dataset.
+
+Ray is started once for the module (2 CPUs) and shut down at the end.
+"""
+
+import csv
+import json
+import math
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthetic import tiny_config, write_kg_dataset
+
+ray = pytest.importorskip("ray")
+
+from ray.tune import Callback  # noqa: E402
+
+from recbole_kgin import tuning  # noqa: E402
+from recbole_kgin.cli import UsageError  # noqa: E402
+from recbole_kgin.cli import main as cli_main  # noqa: E402
+from recbole_kgin.quick_start import create_config, load_data  # noqa: E402
+from recbole_kgin.tune_space import check_space, read_space  # noqa: E402
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tune_data")
+    write_kg_dataset(root, name="tiny")
+    return root
+
+
+def _config_file(folder, data_root, **extra):
+    """Write the tiny dataset's settings as a YAML config file (passed with --config_files)."""
+    settings = tiny_config(data_root, **extra)
+    settings.pop("checkpoint_dir")
+    path = Path(folder) / "tiny.yaml"
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def _space(folder, text, name="space.yaml"):
+    path = Path(folder) / name
+    path.write_text(text)
+    return path
+
+
+def _argv(space, config_file, out, *extra, model="KGIN", dataset="tiny"):
+    return ["--model", model, "--dataset", dataset, "--space", str(space),
+            "--config_files", str(config_file), "--out", str(out), "--cpus-per-trial", "1",
+            "--verbose", "0", *extra]
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _trial_scores(exp_dir):
+    """Best reported validation score of every trial, read from Ray's own per-trial files."""
+    scores = {}
+    for progress in Path(exp_dir).glob("*/progress.csv"):
+        rows = _read_csv(progress)
+        values = [float(r["valid_score"]) for r in rows if r.get("valid_score")]
+        if values:
+            params = json.loads((progress.parent / "params.json").read_text())
+            scores[rows[-1]["trial_id"]] = (max(values), params, len(rows))
+    return scores
+
+
+# ---------------------------------------------------------------------------------------------
+# a complete search
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def search(ray_local, data_root, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tune_search")
+    space = _space(folder, "ind: {grid: [distance, cosine, mi, not_an_ind]}\n"
+                           "learning_rate: {loguniform: [1e-3, 2e-2]}\n")
+    config_file = _config_file(folder, data_root)
+    out = folder / "out"
+    rc = tuning.main(_argv(space, config_file, out, "--num-samples", "1", "--scheduler", "asha",
+                           "--grace-period", "1", "--max-failures", "1", "--epochs=2",
+                           "--eval_step=1", "--stopping_step=5"))
+    return {"rc": rc, "exp": out / "KGIN-tiny", "config_file": config_file}
+
+
+def test_search_writes_table_best_yaml_and_test_metrics(search):
+    assert search["rc"] == 0
+    exp = search["exp"]
+    rows = _read_csv(exp / "trials.csv")
+    assert len(rows) == 4
+    assert (exp / "trials.md").read_text().count("\n| ") == 4 + 1  # header + 4 trials
+
+    scores = [float(r["valid Recall@20"]) for r in rows if r["status"] != "error"]
+    assert len(scores) == 3
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert all(int(r["epochs_run"]) in (1, 2) for r in rows if r["status"] != "error")
+
+    top = rows[0]
+    best_yaml = yaml.safe_load((exp / "best.yaml").read_text())
+    assert best_yaml["model"] == "KGIN" and best_yaml["dataset"] == "tiny"
+    assert best_yaml["ind"] == top["ind"]
+    assert best_yaml["learning_rate"] == float(top["learning_rate"])
+    # the user's overrides and config file are kept
+    assert best_yaml["epochs"] == 2 and best_yaml["eval_step"] == 1
+    assert best_yaml["train_batch_size"] == 256
+
+    best = json.loads((exp / "best_test.json").read_text())
+    assert best["trial_id"] == top["trial_id"]
+    assert best["params"] == {"ind": best_yaml["ind"], "learning_rate": best_yaml["learning_rate"]}
+    assert best["search_best_valid"] == pytest.approx(float(top["valid Recall@20"]))
+    assert set(best["test_result"]) >= {"recall@20", "ndcg@20"}
+    assert all(isinstance(v, float) and math.isfinite(v) for v in best["test_result"].values())
+    # retraining best.yaml reproduces the selected trial's validation score
+    assert best["best_valid_score"] == pytest.approx(best["search_best_valid"], abs=1e-6)
+
+
+def test_best_trial_is_the_best_by_validation(search):
+    exp = search["exp"]
+    reported = _trial_scores(exp)
+    assert len(reported) == 3  # the errored trial reported nothing
+    best_id = max(reported, key=lambda t: reported[t][0])
+    best_score, best_params, _ = reported[best_id]
+    best_yaml = yaml.safe_load((exp / "best.yaml").read_text())
+    chosen = json.loads((exp / "best_test.json").read_text())["trial_id"]
+    # ties are possible on a tiny dataset: the chosen trial must have the best score
+    assert reported[chosen][0] == pytest.approx(best_score)
+    assert best_yaml["ind"] == reported[chosen][1]["ind"]
+    assert best_yaml["learning_rate"] == reported[chosen][1]["learning_rate"]
+    # the chosen trial ran its whole budget (ASHA never stops the best trial)
+    assert _read_csv(exp / "trials.csv")[0]["status"] == "finished"
+
+
+def test_failing_trial_is_recorded_and_search_completes(search):
+    rows = _read_csv(search["exp"] / "trials.csv")
+    errors = [r for r in rows if r["status"] == "error"]
+    assert [r["ind"] for r in errors] == ["not_an_ind"]
+    assert "ValueError" in errors[0]["error"] and "ind" in errors[0]["error"]
+    assert errors[0]["valid Recall@20"] == ""
+    assert rows[-1]["status"] == "error"  # errors sort last
+    assert {r["status"] for r in rows if r["status"] != "error"} <= {"finished", "stopped"}
+    assert (search["exp"] / "best_test.json").is_file()
+
+
+def test_best_yaml_loads_through_create_config(search):
+    best_yaml = search["exp"] / "best.yaml"
+    chosen = yaml.safe_load(best_yaml.read_text())
+    config = create_config(config_file_list=[str(best_yaml)])
+    assert config["model"] == "KGIN"
+    assert config["dataset"] == "tiny"
+    assert config["ind"] == chosen["ind"]
+    assert config["learning_rate"] == pytest.approx(chosen["learning_rate"])
+    assert config["epochs"] == 2
+    assert config["train_batch_size"] == 256
+
+
+# ---------------------------------------------------------------------------------------------
+# the dataset is built once; interruption and --resume
+# ---------------------------------------------------------------------------------------------
+
+def test_trial_split_equals_the_shared_pipeline_split(data_root, tmp_path):
+    config_file = _config_file(tmp_path, data_root)
+    config = create_config("KGIN", "tiny", config_file_list=[str(config_file)])
+    _, *reference = load_data(config)
+    settings = {"model": "KGIN", "dataset": "tiny",
+                "user_layer": tuning._user_layer(config)}
+    blob = tuning.build_dataset_once(settings, tmp_path / "exp")
+    assert list((tmp_path / "exp" / "dataset").glob("*.pth"))
+    _, *ours = tuning.split_dataset(config, blob)
+    for ref, got in zip(reference, ours):
+        for field in ("user_id", "item_id"):
+            assert ref._dataset.inter_feat[field].tolist() == got._dataset.inter_feat[field].tolist()
+
+
+_INTERRUPTED = []
+
+
+class _DeleteDataFiles(Callback):
+    """Removes the dataset's text files once the driver has built the dataset."""
+
+    def __init__(self, folder):
+        self.folder = str(folder)
+
+    def setup(self, **info):
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _InterruptAfterFirstTrial(Callback):
+    """Sends the signal Ray Tune treats like Ctrl-C, once, after the first finished trial."""
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if not _INTERRUPTED:
+            _INTERRUPTED.append(trial.trial_id)
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def test_interrupted_search_resumes_without_the_data_files(ray_local, tmp_path):
+    data_root = tmp_path / "data"
+    write_kg_dataset(data_root, name="tiny")
+    space = _space(tmp_path, "learning_rate: {grid: [1e-3, 5e-3, 1e-2]}\n")
+    config_file = _config_file(tmp_path, data_root)
+    out = tmp_path / "out"
+    argv = _argv(space, config_file, out, "--num-samples", "1", "--scheduler", "fifo",
+                 "--name", "resumable", "--epochs=1", "--eval_step=1")
+
+    first = tuning.run_search(
+        tuning.parse_args(argv),
+        callbacks=[_DeleteDataFiles(data_root / "tiny"), _InterruptAfterFirstTrial()],
+        log=lambda *_: None,
+    )
+    assert _INTERRUPTED, "the search was not interrupted"
+    assert not first["complete"]
+    assert not (data_root / "tiny").exists()
+    done_before = {r["trial_id"] for r in first["rows"] if r["status"] == "finished"}
+    assert _INTERRUPTED[0] in done_before
+    assert not (out / "resumable" / "best_test.json").exists()
+
+    # a new search under the same name is refused; --resume continues it
+    with pytest.raises(UsageError, match="--resume"):
+        tuning.run_search(tuning.parse_args(argv), log=lambda *_: None)
+    rc = tuning.main(["--resume", "--out", str(out), "--name", "resumable", "--verbose", "0"])
+    assert rc == 0
+    rows = _read_csv(out / "resumable" / "trials.csv")
+    assert len(rows) == 3
+    assert {r["status"] for r in rows} == {"finished"}  # all ran without the data files
+    assert done_before <= {r["trial_id"] for r in rows}
+    assert sorted(float(r["learning_rate"]) for r in rows) == [1e-3, 5e-3, 1e-2]
+    # the trial finished before the interruption was not run again
+    reported = _trial_scores(out / "resumable")
+    assert reported[_INTERRUPTED[0]][2] == 2  # one validation + the final report
+    assert (out / "resumable" / "best_test.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# rejected before Ray starts
+# ---------------------------------------------------------------------------------------------
+
+BAD_SPACES = {
+    "unknown_key": ("not_a_config_key: {choice: [1, 2]}\n", "not_a_config_key"),
+    "empty_choice": ("learning_rate: {choice: []}\n", "learning_rate"),
+    "low_above_high": ("node_dropout_rate: {uniform: [0.5, 0.1]}\n", "node_dropout_rate"),
+    "unknown_distribution": ("learning_rate: {normal: [0.0, 1.0]}\n", "learning_rate"),
+    "not_yaml": ("learning_rate: {choice: [1e-3, 1e-2}\n", None),
+    "not_a_distribution": ("learning_rate: 0.001\n", "learning_rate"),
+    "two_distributions": ("learning_rate: {choice: [1], grid: [2]}\n", "learning_rate"),
+    "loguniform_zero": ("sim_regularity: {loguniform: [0, 1e-3]}\n", "sim_regularity"),
+    "randint_floats": ("context_hops: {randint: [1.5, 3]}\n", "context_hops"),
+    "dataset_key": ("kg_reverse_r: {choice: [true, false]}\n", "kg_reverse_r"),
+    "load_col": ("load_col: {choice: [null]}\n", "load_col"),
+    "empty_file": ("", None),
+    "a_list": ("- learning_rate\n", None),
+}
+
+
+@pytest.fixture
+def no_search_started(monkeypatch):
+    """Fails the test if the command gets as far as building the dataset or starting Ray."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the search started")
+
+    monkeypatch.setattr(tuning, "build_dataset_once", forbidden)
+    monkeypatch.setattr(ray, "init", forbidden)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPACES))
+def test_bad_space_file_is_rejected_on_one_line(case, data_root, tmp_path, capsys,
+                                                no_search_started):
+    text, key = BAD_SPACES[case]
+    space = _space(tmp_path, text, name=f"{case}.yaml")
+    config_file = _config_file(tmp_path, data_root)
+    rc = cli_main(["tune", *_argv(space, config_file, tmp_path / "out", "--epochs=1",
+                                  "--eval_step=1")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1, err
+    assert f"{case}.yaml" in err
+    if key is not None:
+        assert f"'{key}'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_optional_search_package_names_the_install(data_root, tmp_path, monkeypatch,
+                                                           capsys, no_search_started):
+    monkeypatch.setitem(__import__("sys").modules, "hyperopt", None)  # import fails
+    space = _space(tmp_path, "learning_rate: {choice: [1e-3, 1e-2]}\n")
+    config_file = _config_file(tmp_path, data_root)
+    rc = cli_main(["tune", *_argv(space, config_file, tmp_path / "out", "--search", "hyperopt",
+                                  "--epochs=1", "--eval_step=1")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "pip install hyperopt" in err and len(err.splitlines()) == 1
+
+
+def test_grid_search_rejects_continuous_distributions(data_root, tmp_path, no_search_started):
+    space = _space(tmp_path, "learning_rate: {uniform: [1e-3, 1e-2]}\n")
+    config_file = _config_file(tmp_path, data_root)
+    with pytest.raises(UsageError, match="learning_rate.*--search grid"):
+        tuning.main(_argv(space, config_file, tmp_path / "out", "--search", "grid",
+                          "--epochs=1", "--eval_step=1"))
+
+
+def test_epoch_budget_without_validation_is_rejected(data_root, tmp_path, no_search_started):
+    space = _space(tmp_path, "learning_rate: {choice: [1e-3, 1e-2]}\n")
+    config_file = _config_file(tmp_path, data_root)
+    with pytest.raises(UsageError, match="eval_step"):
+        tuning.main(_argv(space, config_file, tmp_path / "out", "--epochs=2", "--eval_step=10"))
+
+
+@pytest.mark.parametrize("model", ["KGIN", "KGAT", "CKE"])
+def test_shipped_spaces_are_valid(model, data_root):
+    path = PROJECT / "properties" / "tune" / f"{model}.yaml"
+    space = read_space(path)
+    config = create_config(model, "tiny", config_dict=tiny_config(data_root))
+    check_space(space, path, config)
+    assert len(space) >= 3
+    if model == "KGIN":
+        assert set(space) >= {"learning_rate", "node_dropout_rate", "mess_dropout_rate",
+                              "context_hops", "n_factors", "ind", "sim_regularity"}
+        assert set(space["ind"][1]) == {"cosine", "distance"}
