@@ -47,7 +47,7 @@ PROTOCOL_KEYS = (
     "seed", "reproducibility", "eval_args", "train_neg_sample_args", "metrics", "topk",
     "valid_metric", "valid_metric_bigger", "data_path", "benchmark_filename", "USER_ID_FIELD",
     "ITEM_ID_FIELD", "val_interval", "user_inter_num_interval", "item_inter_num_interval",
-    "rm_dup_inter", "filter_inter_by_user_or_item", "metric_decimal_place",
+    "rm_dup_inter", "filter_inter_by_user_or_item", "metric_decimal_place", "kg_linked_items_only",
 )
 # Model types whose models rank the full item set through RecBole's full-sort evaluator.
 _RANKING_TYPES = ("GENERAL", "KNOWLEDGE", "TRADITIONAL")
@@ -131,6 +131,27 @@ def check_model_names(names):
                 f"unknown model {name!r}: not a general or knowledge-aware model of RecBole or "
                 f"of this package{hint}"
             )
+
+
+def needs_kg_filter(names, overrides, config_files):
+    """True when the models mix knowledge-aware and other models and the user has not chosen
+    ``kg_linked_items_only`` on the command line or in a config file."""
+    import yaml
+
+    from recbole_kgin.utils import get_model
+
+    if "kg_linked_items_only" in overrides:
+        return False
+    for file in config_files or []:
+        with open(file, encoding="utf-8") as handle:
+            try:
+                content = yaml.safe_load(handle)
+            except yaml.YAMLError as err:
+                raise UsageError(f"{file}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if isinstance(content, dict) and "kg_linked_items_only" in content:
+            return False
+    kinds = {get_model(name).type.name == "KNOWLEDGE" for name in names}
+    return kinds == {True, False}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,6 +334,19 @@ def _config_snapshot(config):
     return snapshot
 
 
+def _environment():
+    import platform
+
+    import recbole
+    import torch
+
+    return {
+        "torch": torch.__version__, "recbole": recbole.__version__,
+        "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
+
+
 def run_model(name, config, log_path):
     """Train and test one model through the shared pipeline; never raises except on Ctrl-C."""
     from recbole_kgin import quick_start
@@ -358,6 +392,7 @@ def run_model(name, config, log_path):
             del trainer, model
             gc.collect()
     record["model"] = name
+    record["environment"] = _environment()
     record["config"] = _config_snapshot(config)
     record["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     return record
@@ -439,11 +474,27 @@ def markdown_table(records, ks, decimals):
     return "\n".join(lines)
 
 
+def _budget(records):
+    """One sentence on the training budget, e.g. "Budget: 2 training epochs per model ..."."""
+    epochs = {(r.get("config") or {}).get("epochs") for r in records} - {None}
+    stops = {(r.get("config") or {}).get("stopping_step") for r in records} - {None}
+    if not epochs:
+        return None
+    text = "/".join(str(e) for e in sorted(epochs))
+    same = "the same for every model" if len(epochs) == 1 else "NOT the same for every model"
+    stop = f", early stopping after {'/'.join(str(s) for s in sorted(stops))} evaluations without " \
+           "improvement" if stops else ""
+    return f"Budget: at most {text} training epochs per model ({same}{stop})."
+
+
 def render_markdown(summary, records, decimals):
     check = summary["split_check"]
     lines = [f"# {summary['dataset']}: comparison ({summary['run']})", ""]
     lines.append("Test set, full ranking over all items a user did not interact with in training; "
                  f"model selected on validation {summary['protocol'].get('valid_metric')}.")
+    budget = _budget(records)
+    if budget:
+        lines.append(budget)
     lines.append("")
     lines.append(markdown_table(records, (HEADLINE_K,), decimals))
     lines.append("")
@@ -459,10 +510,20 @@ def render_markdown(summary, records, decimals):
         lines.append(f"- split: {len(check['models'])} models saw {state} train/valid/test pairs "
                      f"(test sha256 {check['test_sha256'][:16]}…)"
                      + (f"; differing: {', '.join(check['differs'])}" if check["differs"] else ""))
+    if summary["protocol"].get("kg_linked_items_only"):
+        lines.append("- interactions: only those whose item is linked to a KG entity, for every "
+                     "model (kg_linked_items_only; RecBole's knowledge-aware models drop the others)")
     for r in records:
         if r.get("backend"):
             parts = ", ".join(f"{k}: {v}" for k, v in r["backend"].items())
             lines.append(f"- {r['model']} backend — {parts}")
+    envs = [r["environment"] for r in records if r.get("environment")]
+    if envs:
+        env = envs[0]
+        threads = sorted({e.get("torch_threads") for e in envs})
+        lines.append(f"- environment: torch {env['torch']}, RecBole {env['recbole']}, Python "
+                     f"{env['python']}, {env['cpu_count']} CPUs, torch threads "
+                     f"{'/'.join(str(t) for t in threads)}")
     lines.append(f"- command: `{summary['command']}`")
     return "\n".join(lines) + "\n"
 
@@ -581,6 +642,10 @@ def main(argv=None):
     from recbole_kgin.quick_start import create_config
 
     run_dir = Path(args.out) / (args.run or args.dataset)
+    if needs_kg_filter(names, overrides, config_files):
+        # knowledge-aware datasets drop interactions of items without an entity; give the other
+        # models the same interactions so that every row of the table shares one split
+        overrides["kg_linked_items_only"] = "True"
     settings = _settings(args, overrides, config_files)
 
     # every configuration is built (and checked) before anything trains

@@ -28,11 +28,44 @@ def create_config(model=None, dataset=None, config_file_list=None, config_dict=N
 
 
 def load_data(config):
-    """Create (or reload RecBole's cached copy of) the dataset and split it into loaders."""
+    """Create (or reload RecBole's cached copy of) the dataset and split it into loaders.
+
+    With ``kg_linked_items_only: True`` a model without a knowledge graph (BPR, LightGCN, ...) is
+    given the interactions a knowledge-aware model sees: RecBole's knowledge-based dataset drops
+    every interaction whose item has no entity in the KG, before the split. Comparisons set it so
+    that every model is trained and tested on the same pairs.
+    """
     init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
+    if _wants_kg_filter(config):
+        dataset = _kg_filtered_dataset(config)
+    else:
+        dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     return dataset, train_data, valid_data, test_data
+
+
+def _wants_kg_filter(config):
+    from recbole.utils import ModelType
+
+    return bool(config["kg_linked_items_only"]) and config["MODEL_TYPE"] != ModelType.KNOWLEDGE
+
+
+def _kg_filtered_dataset(config):
+    """RecBole's knowledge-based dataset for a model that uses only its interactions (not cached:
+    RecBole's cache file name would collide with the knowledge-aware models' one)."""
+    import os
+
+    from recbole.data.dataset import KnowledgeBasedDataset
+
+    missing = [suffix for suffix in ("kg", "link") if not os.path.isfile(
+        os.path.join(config["data_path"], f"{config['dataset']}.{suffix}"))]
+    if missing:
+        raise ValueError(
+            f"kg_linked_items_only: dataset {config['dataset']} has no "
+            f"{' / '.join('.' + m for m in missing)} file in {config['data_path']}; set "
+            "kg_linked_items_only to False for a dataset without a knowledge graph"
+        )
+    return KnowledgeBasedDataset(config)
 
 
 def build_model(config, train_data):

@@ -10,11 +10,12 @@ import numpy as np
 
 
 def write_kg_dataset(root, name="tiny", n_users=60, n_items=80, n_genres=6, n_extra=20,
-                     per_user=12, seed=0):
+                     per_user=12, seed=0, unlinked_items=0):
     """Write ``root/name/name.{inter,kg,link}``; returns the dataset directory.
 
     Item tokens are ``i<k>``, entity tokens ``e<k>`` (item k <-> entity e<k>), relations
-    ``genre``, ``similar`` and ``tag``.
+    ``genre``, ``similar`` and ``tag``. The last ``unlinked_items`` items have interactions but no
+    link and no triplet (as in real data where some items are missing from the KG).
     """
     rng = np.random.default_rng(seed)
     folder = Path(root) / name
@@ -34,15 +35,16 @@ def write_kg_dataset(root, name="tiny", n_users=60, n_items=80, n_genres=6, n_ex
 
     genre_entity = [f"g{g}" for g in range(n_genres)]
     kg = ["head_id:token\trelation_id:token\ttail_id:token"]
-    for i in range(n_items):
+    linked = n_items - unlinked_items
+    for i in range(linked):
         kg.append(f"e{i}\tgenre\t{genre_entity[item_genre[i]]}")
-        j = int(rng.choice(np.flatnonzero(item_genre == item_genre[i])))
+        j = int(rng.choice(np.flatnonzero(item_genre[:linked] == item_genre[i])))
         if j != i:
             kg.append(f"e{i}\tsimilar\te{j}")
         kg.append(f"e{i}\ttag\tx{int(rng.integers(0, n_extra))}")
     (folder / f"{name}.kg").write_text("\n".join(kg) + "\n")
 
-    link = ["item_id:token\tentity_id:token"] + [f"i{i}\te{i}" for i in range(n_items)]
+    link = ["item_id:token\tentity_id:token"] + [f"i{i}\te{i}" for i in range(linked)]
     (folder / f"{name}.link").write_text("\n".join(link) + "\n")
     return folder
 

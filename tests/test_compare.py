@@ -167,7 +167,9 @@ def test_every_model_saw_the_same_split(first_run, workspace):
         if hasattr(dataset, "kg_feat"):
             kg_sizes[name] = (len(dataset.kg_feat), config["kg_reverse_r"])
     assert tokens["KGIN"] == tokens["BPR"] == tokens["CKE"]
-    assert kg_sizes["KGIN"][1] is True
+    # ... although KGIN's KG holds every triplet twice (kg_reverse_r), BPR has no KG at all
+    raw_triplets = len((workspace[0] / "data" / "tiny" / "tiny.kg").read_text().splitlines()) - 1
+    assert kg_sizes["KGIN"] == (2 * raw_triplets, True)
     # the digest tells splits apart: another seed gives another test set
     config = quick_start.create_config("BPR", "tiny", [str(config_file)], {"seed": 7})
     _, train_data, valid_data, test_data = quick_start.load_data(config)
@@ -258,3 +260,45 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
         compare.write_atomic(target, "new\n")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["table.md"]
+
+
+def test_items_missing_from_the_kg_are_dropped_for_every_model(tmp_path):
+    """RecBole's knowledge-aware dataset drops interactions of items without an entity; compare
+    gives BPR the same interactions, so both rows share one split. Without that, they differ."""
+    data = tmp_path / "data"
+    write_kg_dataset(data, name="holes", unlinked_items=10)
+    config = tiny_config(data)
+    config.pop("epochs")
+    config_file = tmp_path / "holes.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    argv = ["--dataset", "holes", "--models", "BPR,CKE", "--out", str(tmp_path / "out"),
+            "--config_files", str(config_file), "--epochs=1"]
+
+    assert compare.main([*argv, "--run", "auto"]) == 0
+    summary = json.loads((tmp_path / "out" / "auto" / "results.json").read_text())
+    assert summary["protocol"]["kg_linked_items_only"] is True
+    assert summary["split_check"]["same_split"] is True
+    prints = {r["model"]: r["split"] for r in summary["models"]}
+    inter_lines = (data / "holes" / "holes.inter").read_text().splitlines()[1:]
+    linked_pairs = [line for line in inter_lines if int(line.split("\t")[1][1:]) < 70]
+    assert sum(prints["BPR"][part]["pairs"] for part in ("train", "valid", "test")) == \
+        len(linked_pairs) < len(inter_lines)
+    assert "interactions: only those whose item is linked" in \
+        (tmp_path / "out" / "auto" / "table.md").read_text()
+
+    assert compare.main([*argv, "--run", "off", "--kg_linked_items_only=False"]) == 0
+    summary = json.loads((tmp_path / "out" / "off" / "results.json").read_text())
+    assert summary["split_check"]["same_split"] is False
+    bpr = {r["model"]: r["split"] for r in summary["models"]}["BPR"]
+    assert sum(bpr[part]["pairs"] for part in ("train", "valid", "test")) == len(inter_lines)
+
+
+def test_kg_filter_on_a_dataset_without_kg_is_a_clear_error(tmp_path):
+    data = tmp_path / "data"
+    folder = write_kg_dataset(data, name="nokg")
+    (folder / "nokg.kg").unlink()
+    config = tiny_config(data, kg_linked_items_only=True)
+    config["load_col"] = {"inter": ["user_id", "item_id"]}
+    config = quick_start.create_config("BPR", "nokg", None, config)
+    with pytest.raises(ValueError, match=r"kg_linked_items_only: dataset nokg has no \.kg file"):
+        quick_start.load_data(config)
