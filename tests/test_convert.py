@@ -326,44 +326,37 @@ def test_id_lists_with_spaces_and_empty_original_ids(tmp_path, conv_out):
 
 
 # ------------------------------------------------------------------------ bad input
-def test_bad_missing_file(tmp_path, conv_out, capsys):
-    src = write_src(tmp_path, small_files(**{"test.txt": None}))
-    assert_bad_input(capsys, src, conv_out, "test.txt", None, "missing file")
+# (id, changed source files (None = file absent), file named in the error, line, words)
+BAD_INPUTS = [
+    ("missing-file", {"test.txt": None}, "test.txt", None, "missing file"),
+    ("missing-kg-without-no-kg", {"kg_final.txt": None}, "kg_final.txt", None, "missing file"),
+    ("empty-file", {"test.txt": ""}, "test.txt", 1, "empty file"),
+    ("non-integer-token", {"train.txt": "0 0 1\n1 2 x3\n2 4\n"}, "train.txt", 2,
+     "non-integer token 'x3'"),
+    ("negative-id", {"kg_final.txt": KG + "1 -1 5\n"}, "kg_final.txt", 9, "negative id -1"),
+    ("kg-two-fields", {"kg_final.txt": "0 0 5\n1 0\n"}, "kg_final.txt", 2, "expected 3 fields"),
+    ("kg-four-fields", {"kg_final.txt": "0 0 5\n1 0 5\n2 1 6 7\n"}, "kg_final.txt", 3,
+     "found 4"),
+    ("user-line-without-items", {"test.txt": "0 3\n1\n2 1\n"}, "test.txt", 2,
+     "user 1 has no items"),
+    # no entity list: the KG ids are 0..max(head, tail) = 0..7, so item 8 has no entity
+    ("item-outside-kg-id-range", {"entity_list.txt": None, "item_list.txt": None,
+                                  "test.txt": "0 3\n1 8\n2 1\n"}, "test.txt", 2,
+     "item id 8 out of range"),
+    ("item-outside-entity-list", {"item_list.txt": None, "train.txt": "0 0 1\n1 9 2\n"},
+     "train.txt", 2, "entity_list.txt has 8 ids"),
+    ("relation-out-of-range", {"kg_final.txt": "0 0 5\n1 3 5\n"}, "kg_final.txt", 2,
+     "relation id 3 out of range"),
+    ("id-list-out-of-sequence", {"relation_list.txt": "org_id remap_id\na 0\nb 2\n"},
+     "relation_list.txt", 3, "out of sequence"),
+]
 
 
-def test_bad_missing_kg_without_no_kg(tmp_path, conv_out, capsys):
-    src = write_src(tmp_path, small_files(**{"kg_final.txt": None}))
-    assert_bad_input(capsys, src, conv_out, "kg_final.txt", None, "missing file")
-
-
-def test_bad_empty_file(tmp_path, conv_out, capsys):
-    src = write_src(tmp_path, small_files(**{"test.txt": ""}))
-    assert_bad_input(capsys, src, conv_out, "test.txt", 1, "empty file")
-
-
-def test_bad_non_integer_token(tmp_path, conv_out, capsys):
-    src = write_src(tmp_path, small_files(**{"train.txt": "0 0 1\n1 2 x3\n2 4\n"}))
-    assert_bad_input(capsys, src, conv_out, "train.txt", 2, "non-integer token 'x3'")
-
-
-def test_bad_negative_id(tmp_path, conv_out, capsys):
-    src = write_src(tmp_path, small_files(**{"kg_final.txt": KG + "1 -1 5\n"}))
-    assert_bad_input(capsys, src, conv_out, "kg_final.txt", 9, "negative id -1")
-
-
-def test_bad_kg_field_count(tmp_path, conv_out, capsys):
-    src = write_src(tmp_path, small_files(**{"kg_final.txt": "0 0 5\n1 0\n"}))
-    assert_bad_input(capsys, src, conv_out, "kg_final.txt", 2, "expected 3 fields")
-
-
-def test_bad_kg_four_fields(tmp_path, conv_out, capsys):
-    src = write_src(tmp_path, small_files(**{"kg_final.txt": "0 0 5\n1 0 5\n2 1 6 7\n"}))
-    assert_bad_input(capsys, src, conv_out, "kg_final.txt", 3, "found 4")
-
-
-def test_bad_user_line_without_items(tmp_path, conv_out, capsys):
-    src = write_src(tmp_path, small_files(**{"test.txt": "0 3\n1\n2 1\n"}))
-    assert_bad_input(capsys, src, conv_out, "test.txt", 2, "user 1 has no items")
+@pytest.mark.parametrize("changes,file,line,words", [case[1:] for case in BAD_INPUTS],
+                         ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input(tmp_path, conv_out, capsys, changes, file, line, words):
+    src = write_src(tmp_path, small_files(**changes))
+    assert_bad_input(capsys, src, conv_out, file, line, words)
 
 
 def test_user_line_without_items_allowed_on_request(tmp_path, conv_out):
@@ -371,30 +364,6 @@ def test_user_line_without_items_allowed_on_request(tmp_path, conv_out):
     stats = conv.convert(src, "ds", conv_out, valid="paper", allow_empty_users=True, quiet=True)
     assert stats["user_lines_without_items"] == {"train.txt": 0, "test.txt": 1}
     assert read_pairs(conv_out / "ds" / "ds.test.inter") == [(0, 3), (2, 1)]
-
-
-def test_bad_item_outside_kg_id_range(tmp_path, conv_out, capsys):
-    # No entity list: the KG ids are 0..max(head, tail) = 0..7, so item 8 has no entity.
-    files = small_files(**{"entity_list.txt": None, "item_list.txt": None,
-                           "test.txt": "0 3\n1 8\n2 1\n"})
-    src = write_src(tmp_path, files)
-    assert_bad_input(capsys, src, conv_out, "test.txt", 2, "item id 8 out of range")
-
-
-def test_bad_item_outside_entity_list(tmp_path, conv_out, capsys):
-    files = small_files(**{"item_list.txt": None, "train.txt": "0 0 1\n1 9 2\n"})
-    src = write_src(tmp_path, files)
-    assert_bad_input(capsys, src, conv_out, "train.txt", 2, "entity_list.txt has 8 ids")
-
-
-def test_bad_relation_out_of_range(tmp_path, conv_out, capsys):
-    src = write_src(tmp_path, small_files(**{"kg_final.txt": "0 0 5\n1 3 5\n"}))
-    assert_bad_input(capsys, src, conv_out, "kg_final.txt", 2, "relation id 3 out of range")
-
-
-def test_bad_id_list_sequence(tmp_path, conv_out, capsys):
-    src = write_src(tmp_path, small_files(**{"relation_list.txt": "org_id remap_id\na 0\nb 2\n"}))
-    assert_bad_input(capsys, src, conv_out, "relation_list.txt", 3, "out of sequence")
 
 
 def test_bad_output_exists_refused_unless_overwrite(tmp_path, conv_out, capsys):

@@ -9,12 +9,11 @@ formulas with torch-scatter when it imports and with the pure-torch equivalents 
 """
 
 import torch
-import torch.nn as nn
 
 from recbole.model.knowledge_aware_recommender.mcclk import MCCLK as _RecBoleMCCLK
 from recbole.model.knowledge_aware_recommender.mcclk import Aggregator as _RecBoleAggregator
 
-from recbole_kgin.model.recbole_builtin import scatter_ops
+from recbole_kgin.model.recbole_builtin import replace_aggregators
 
 
 class ScatterAggregator(_RecBoleAggregator):
@@ -54,13 +53,5 @@ class MCCLK(_RecBoleMCCLK):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        ops = scatter_ops()
-        self.scatter_backend = ops.backend
-        gcn = self.gcn
-        gcn.convs = nn.ModuleList(
-            ScatterAggregator(ops, conv.item_only, conv.attention) for conv in gcn.convs
-        )
-        if hasattr(gcn, "bg_convs"):
-            gcn.bg_convs = nn.ModuleList(
-                ScatterAggregator(ops, conv.item_only, conv.attention) for conv in gcn.bg_convs
-            )
+        replace_aggregators(self, ("convs", "bg_convs"), lambda ops, conv: ScatterAggregator(
+            ops, conv.item_only, conv.attention))

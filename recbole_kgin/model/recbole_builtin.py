@@ -73,6 +73,18 @@ def scatter_ops():
         return ScatterOps("torch", torch_scatter_mean, torch_scatter_softmax)
 
 
+def replace_aggregators(model, lists, make):
+    """Swap the aggregators of RecBole's ``model.gcn``: every module in each ``ModuleList`` named in
+    ``lists`` (missing ones are skipped) becomes ``make(ops, old_module)``. Records the scatter
+    backend as ``model.scatter_backend``."""
+    ops = scatter_ops()
+    model.scatter_backend = ops.backend
+    for name in lists:
+        old = getattr(model.gcn, name, None)
+        if old is not None:
+            setattr(model.gcn, name, nn.ModuleList(make(ops, conv) for conv in old))
+
+
 class ScatterMeanAggregator(_RecBoleAggregator):
     """RecBole's KGIN aggregation with an injected scatter-mean (RecBole's formulas):
 
@@ -102,8 +114,4 @@ class RecBoleKGIN(_RecBoleKGIN):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        ops = scatter_ops()
-        self.scatter_backend = ops.backend
-        self.gcn.convs = nn.ModuleList(
-            ScatterMeanAggregator(ops.mean) for _ in range(len(self.gcn.convs))
-        )
+        replace_aggregators(self, ("convs",), lambda ops, _: ScatterMeanAggregator(ops.mean))
