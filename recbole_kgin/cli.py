@@ -66,13 +66,20 @@ def _train_main(argv):
     print(metrics_table(
         {f"{args.model} valid": result["best_valid_result"],
          f"{args.model} test": result["test_result"]},
-        title=f"{args.model} on {args.dataset}: best epoch {result['best_epoch']}, "
+        title=f"{args.model} on {args.dataset}: best epoch {_epoch_label(result)}, "
               f"{result['seconds_per_epoch']:.1f} s per training epoch, "
               f"{result['total_seconds']:.0f} s in all",
     ))
     if result["saved_model_file"]:
         print(f"checkpoint: {result['saved_model_file']}")
     return 0
+
+
+def _epoch_label(result):
+    """Best epoch counted from 1 (RecBole's log counts from 0), out of the epochs trained."""
+    if result["best_epoch"] is None:
+        return "-"
+    return f"{result['best_epoch'] + 1} of {result['epochs_run']}"
 
 
 def main(argv=None):
