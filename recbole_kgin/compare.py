@@ -619,6 +619,17 @@ def _settings(args, overrides, config_files):
     return {"dataset": args.dataset, "config_files": files, "overrides": overrides}
 
 
+def _effective_settings(name, settings):
+    """The settings that can change a model's result: ``kg_linked_items_only`` does nothing to a
+    knowledge-aware model (its dataset always drops unlinked items), so it is left out for those."""
+    from recbole_kgin.utils import get_model
+
+    overrides = dict(settings.get("overrides") or {})
+    if "kg_linked_items_only" in overrides and get_model(name).type.name == "KNOWLEDGE":
+        overrides.pop("kg_linked_items_only")
+    return {**settings, "overrides": overrides}
+
+
 def _command(argv):
     import shlex
 
@@ -667,10 +678,11 @@ def main(argv=None):
             previous[name] = record
     if not args.force:
         for name, record in previous.items():
-            if record.get("status") == "ok" and record.get("settings") != settings:
-                before = record.get("settings") or {}
-                changed = [k for k in settings if before.get(k) != settings[k]]
-                detail = "; ".join(f"{k}: {before.get(k)!r} then, {settings[k]!r} now"
+            before, now = (_effective_settings(name, record.get("settings") or {}),
+                           _effective_settings(name, settings))
+            if record.get("status") == "ok" and before != now:
+                changed = [k for k in now if before.get(k) != now[k]]
+                detail = "; ".join(f"{k}: {before.get(k)!r} then, {now[k]!r} now"
                                    for k in changed)
                 raise UsageError(
                     f"{run_dir} holds a finished {name} made with other settings ({detail}); "

@@ -302,3 +302,15 @@ def test_kg_filter_on_a_dataset_without_kg_is_a_clear_error(tmp_path):
     config = quick_start.create_config("BPR", "nokg", None, config)
     with pytest.raises(ValueError, match=r"kg_linked_items_only: dataset nokg has no \.kg file"):
         quick_start.load_data(config)
+
+
+def test_kg_filter_flag_does_not_invalidate_finished_knowledge_aware_models(workspace, monkeypatch):
+    """A KG model run alone (no kg_linked_items_only) is reused by a later mixed comparison, which
+    adds the flag; a general model is not, because the flag changes its data."""
+    assert compare.main(_argv(workspace, ["CKE"], "reuse")) == 0
+    recorder = _Recorder(monkeypatch)
+    assert compare.main(_argv(workspace, ["CKE", "BPR"], "reuse")) == 0
+    assert recorder.calls == ["BPR"]
+    assert compare.main(_argv(workspace, ["BPR"], "reuse-bpr", "--kg_linked_items_only=False")) == 0
+    with pytest.raises(cli.UsageError, match="kg_linked_items_only"):
+        compare.main(_argv(workspace, ["CKE", "BPR"], "reuse-bpr"))
