@@ -11,7 +11,6 @@ writes JSON and prints a Markdown table. Extra ``--key=value`` arguments overrid
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -66,6 +65,7 @@ def main():
     from recbole.utils import init_logger
 
     from recbole_kgin.cli import split_overrides
+    from recbole_kgin.compare import write_json
     from recbole_kgin.quick_start import (build_model, build_trainer, count_parameters,
                                           create_config, load_data)
 
@@ -116,12 +116,8 @@ def main():
         "scatter_backend_of_RecBoleKGIN": scatter_backend(), "dataset": args.dataset,
         "epochs": args.epochs, "config": SHARED, "overrides": overrides, "summary": summary,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"kgin_vs_recbole_{args.dataset}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    path = Path(args.out) / f"kgin_vs_recbole_{args.dataset}.json"
+    write_json(path, record)
 
     print(f"\n{args.dataset}, {args.epochs} epochs, interleaved; {record['machine']}; "
           f"RecBoleKGIN aggregation: {record['scatter_backend_of_RecBoleKGIN']}\n")

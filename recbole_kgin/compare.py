@@ -138,8 +138,6 @@ def needs_kg_filter(names, overrides, config_files):
     ``kg_linked_items_only`` on the command line or in a config file."""
     import yaml
 
-    from recbole_kgin.utils import get_model
-
     if "kg_linked_items_only" in overrides:
         return False
     for file in config_files or []:
@@ -150,8 +148,14 @@ def needs_kg_filter(names, overrides, config_files):
                 raise UsageError(f"{file}: not valid YAML ({str(err).splitlines()[0]})") from None
         if isinstance(content, dict) and "kg_linked_items_only" in content:
             return False
-    kinds = {get_model(name).type.name == "KNOWLEDGE" for name in names}
+    kinds = {_is_knowledge_aware(name) for name in names}
     return kinds == {True, False}
+
+
+def _is_knowledge_aware(name):
+    from recbole_kgin.utils import get_model
+
+    return get_model(name).type.name == "KNOWLEDGE"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,11 +386,7 @@ def run_model(name, config, log_path):
             record["traceback"] = traceback.format_exc()
             logger.error(record["traceback"])
             if trainer is not None:
-                record["epoch_seconds"] = [round(s, 4) for s in trainer.epoch_seconds]
-                record["valid_history"] = [
-                    {"epoch": e, "score": s, "result": {k: float(v) for k, v in r.items()}}
-                    for e, s, r in trainer.valid_history
-                ]
+                record.update(quick_start.training_progress(trainer))
         finally:
             record["total_seconds"] = time.perf_counter() - start
             del trainer, model
@@ -439,12 +439,18 @@ def table_rows(records, columns, decimals):
     return rows
 
 
+_ROW_TAIL = ("best epoch", "s/epoch", "total s", "params", "status")
+
+
+def _table_header(columns):
+    """Column titles and the matching keys of :func:`table_rows` rows."""
+    return ["model", *[_label(c) for c in columns], *_ROW_TAIL], ["model", *columns, *_ROW_TAIL]
+
+
 def text_table(records, decimals):
     columns = [f"{m}@{HEADLINE_K}" for m in METRICS]
     rows = table_rows(records, columns, decimals)
-    header = ["model", *[_label(c) for c in columns], "best epoch", "s/epoch", "total s",
-              "params", "status"]
-    keys = ["model", *columns, "best epoch", "s/epoch", "total s", "params", "status"]
+    header, keys = _table_header(columns)
     cells = [header] + [[row[k] for k in keys] for row in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header) - 1)]
 
@@ -464,9 +470,7 @@ def _md_escape(text):
 def markdown_table(records, ks, decimals):
     columns = metric_columns(ks)
     rows = table_rows(records, columns, decimals)
-    header = ["model", *[_label(c) for c in columns], "best epoch", "s/epoch", "total s",
-              "params", "status"]
-    keys = ["model", *columns, "best epoch", "s/epoch", "total s", "params", "status"]
+    header, keys = _table_header(columns)
     align = ["---"] + ["---:"] * (len(header) - 2) + ["---"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for row in rows:
@@ -622,10 +626,8 @@ def _settings(args, overrides, config_files):
 def _effective_settings(name, settings):
     """The settings that can change a model's result: ``kg_linked_items_only`` does nothing to a
     knowledge-aware model (its dataset always drops unlinked items), so it is left out for those."""
-    from recbole_kgin.utils import get_model
-
     overrides = dict(settings.get("overrides") or {})
-    if "kg_linked_items_only" in overrides and get_model(name).type.name == "KNOWLEDGE":
+    if "kg_linked_items_only" in overrides and _is_knowledge_aware(name):
         overrides.pop("kg_linked_items_only")
     return {**settings, "overrides": overrides}
 

@@ -27,8 +27,8 @@ def create_config(model=None, dataset=None, config_file_list=None, config_dict=N
     )
 
 
-def load_data(config):
-    """Create (or reload RecBole's cached copy of) the dataset and split it into loaders.
+def build_dataset(config):
+    """Seed, then create (or reload RecBole's cached copy of) the configured dataset.
 
     With ``kg_linked_items_only: True`` a model without a knowledge graph (BPR, LightGCN, ...) is
     given the interactions a knowledge-aware model sees: RecBole's knowledge-based dataset drops
@@ -37,9 +37,17 @@ def load_data(config):
     """
     init_seed(config["seed"], config["reproducibility"])
     if _wants_kg_filter(config):
-        dataset = _kg_filtered_dataset(config)
+        return _kg_filtered_dataset(config)
+    return create_dataset(config)
+
+
+def load_data(config, dataset=None):
+    """Build the dataset (:func:`build_dataset`) and split it into loaders. A ``dataset`` built
+    before (e.g. unpickled) is split exactly as a freshly built one: seed, then split."""
+    if dataset is None:
+        dataset = build_dataset(config)
     else:
-        dataset = create_dataset(config)
+        init_seed(config["seed"], config["reproducibility"])
     train_data, valid_data, test_data = data_preparation(config, dataset)
     return dataset, train_data, valid_data, test_data
 
@@ -51,8 +59,9 @@ def _wants_kg_filter(config):
 
 
 def _kg_filtered_dataset(config):
-    """RecBole's knowledge-based dataset for a model that uses only its interactions (not cached:
-    RecBole's cache file name would collide with the knowledge-aware models' one)."""
+    """RecBole's knowledge-based dataset for a model that uses only its interactions. Never
+    reloaded from RecBole's cache (its file name is the knowledge-aware models' one); saved like
+    RecBole saves datasets when ``save_dataset`` is on."""
     import os
 
     from recbole.data.dataset import KnowledgeBasedDataset
@@ -65,7 +74,10 @@ def _kg_filtered_dataset(config):
             f"{' / '.join('.' + m for m in missing)} file in {config['data_path']}; set "
             "kg_linked_items_only to False for a dataset without a knowledge graph"
         )
-    return KnowledgeBasedDataset(config)
+    dataset = KnowledgeBasedDataset(config)
+    if config["save_dataset"]:
+        dataset.save()
+    return dataset
 
 
 def build_model(config, train_data):
@@ -99,6 +111,7 @@ def fit_and_test(config, model, trainer, train_data, valid_data, test_data, save
             test_data, load_best_model=saved, show_progress=show_progress
         )
     history = trainer.valid_history
+    progress = training_progress(trainer)
     bigger = bool(config["valid_metric_bigger"])
     best_epoch = None
     if history:
@@ -115,15 +128,24 @@ def fit_and_test(config, model, trainer, train_data, valid_data, test_data, save
         "test_result": _floats(test_result),
         "best_epoch": best_epoch,
         "epochs_run": len(epochs),
-        "epoch_seconds": [round(s, 4) for s in epochs],
+        "epoch_seconds": progress["epoch_seconds"],
         "seconds_per_epoch": (sum(epochs) / len(epochs)) if epochs else None,
         "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - start,
         "n_params": count_parameters(model),
-        "valid_history": [
-            {"epoch": e, "score": s, "result": _floats(r)} for e, s, r in history
-        ],
+        "valid_history": progress["valid_history"],
         "saved_model_file": trainer.saved_model_file if saved else None,
+    }
+
+
+def training_progress(trainer):
+    """What a recording trainer has seen so far, JSON-ready: seconds of each training epoch and
+    every validation (``{"epoch", "score", "result"}``)."""
+    return {
+        "epoch_seconds": [round(s, 4) for s in trainer.epoch_seconds],
+        "valid_history": [
+            {"epoch": e, "score": s, "result": _floats(r)} for e, s, r in trainer.valid_history
+        ],
     }
 
 

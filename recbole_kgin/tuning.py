@@ -12,7 +12,7 @@ How a search runs
    like a single run (:func:`recbole_kgin.quick_start.create_config`), the space file is checked
    against the merged configuration (:mod:`recbole_kgin.tune_space`), optional search packages are
    looked up.
-2. The driver builds the dataset once (RecBole's ``create_dataset`` with ``save_dataset``, into
+2. The driver builds the dataset once (the shared pipeline's ``build_dataset`` with ``save_dataset``, into
    ``<experiment>/dataset/``) and hands the pickled dataset to the trials through
    ``tune.with_parameters``: Ray stores it once in its object store and ships it once to every node.
    A trial only deserialises it and splits it (RecBole's split mutates the dataset, so each trial
@@ -267,10 +267,7 @@ def build_dataset_once(settings, exp_dir):
     A resumed search reloads ``<experiment>/dataset/*.pth`` (RecBole checks that its dataset
     arguments are unchanged) instead of parsing the data files again.
     """
-    from recbole.data import create_dataset
-    from recbole.utils import init_seed
-
-    from recbole_kgin.quick_start import create_config
+    from recbole_kgin.quick_start import build_dataset, create_config
 
     folder = Path(exp_dir) / "dataset"
     saved = sorted(folder.glob("*.pth"))
@@ -279,8 +276,7 @@ def build_dataset_once(settings, exp_dir):
         extra["dataset_save_path"] = str(saved[0])
     config = create_config(settings["model"], settings["dataset"],
                            config_dict={**settings["user_layer"], **extra})
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
+    dataset = build_dataset(config)
     file = folder / f"{config['dataset']}-{type(dataset).__name__}.pth"
     if not file.is_file():
         raise RuntimeError(f"RecBole did not save the dataset to {file}")
@@ -288,15 +284,11 @@ def build_dataset_once(settings, exp_dir):
 
 
 def split_dataset(config, dataset_blob):
-    """The shared pipeline's :func:`~recbole_kgin.quick_start.load_data`, on a pickled dataset:
-    seed, dataset, split - in that order, so every trial gets the split a single run gets."""
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
+    """The shared pipeline's :func:`~recbole_kgin.quick_start.load_data` on the pickled dataset,
+    so every trial gets the split a single run gets."""
+    from recbole_kgin.quick_start import load_data
 
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = pickle.loads(dataset_blob)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    return dataset, train_data, valid_data, test_data
+    return load_data(config, pickle.loads(dataset_blob))
 
 
 # --------------------------------------------------------------------------------------------

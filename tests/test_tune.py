@@ -187,6 +187,23 @@ def test_trial_split_equals_the_shared_pipeline_split(data_root, tmp_path):
             assert ref._dataset.inter_feat[field].tolist() == got._dataset.inter_feat[field].tolist()
 
 
+def test_trials_of_a_general_model_get_the_kg_filtered_interactions(tmp_path):
+    """kg_linked_items_only reaches the dataset a search builds, as in a single run."""
+    data = tmp_path / "data"
+    write_kg_dataset(data, name="holes", unlinked_items=10)
+    config = create_config("BPR", "holes", config_dict=tiny_config(data, kg_linked_items_only=True))
+    _, *reference = load_data(config)
+    settings = {"model": "BPR", "dataset": "holes", "user_layer": tuning._user_layer(config)}
+    blob = tuning.build_dataset_once(settings, tmp_path / "exp")
+    dataset, *ours = tuning.split_dataset(config, blob)
+    assert type(dataset).__name__ == "KnowledgeBasedDataset"
+    for ref, got in zip(reference, ours):
+        assert ref._dataset.inter_feat["item_id"].tolist() == got._dataset.inter_feat["item_id"].tolist()
+    total = sum(len(part._dataset.inter_feat) for part in ours)
+    inter_lines = (data / "holes" / "holes.inter").read_text().splitlines()[1:]
+    assert total == sum(int(line.split("\t")[1][1:]) < 70 for line in inter_lines)
+
+
 _INTERRUPTED = []
 
 
