@@ -14,24 +14,9 @@ import argparse
 import os
 import sys
 
+from recbole_kgin.errors import UsageError, split_overrides
+
 SUBCOMMANDS = ("convert", "compare", "tune")
-
-
-class UsageError(Exception):
-    """A mistake in what the user asked for: reported on one line, exit code 2."""
-
-
-def split_overrides(tokens):
-    """Turn ``--key=value`` tokens into a dict of strings (RecBole converts the values)."""
-    overrides = {}
-    for token in tokens:
-        if not token.startswith("--") or "=" not in token or token.startswith("--="):
-            raise UsageError(f"unrecognised argument {token!r} (configuration overrides are --key=value)")
-        key, value = token[2:].split("=", 1)
-        if key in overrides and overrides[key] != value:
-            raise UsageError(f"--{key} given twice with different values")
-        overrides[key] = value
-    return overrides
 
 
 def _train_main(argv):

@@ -35,7 +35,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from recbole_kgin.cli import UsageError, split_overrides
+from recbole_kgin.errors import UsageError, split_overrides
 
 TABLE_KS = (10, 20, 50)
 HEADLINE_K = 20

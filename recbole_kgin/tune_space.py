@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from recbole_kgin.cli import UsageError
+from recbole_kgin.errors import UsageError
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 DISCRETE = ("choice", "grid")

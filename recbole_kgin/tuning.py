@@ -49,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-from recbole_kgin.cli import UsageError, split_overrides
+from recbole_kgin.errors import UsageError, split_overrides
 from recbole_kgin.tune_space import (
     check_search_compatible,
     check_space,

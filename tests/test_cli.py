@@ -2,7 +2,8 @@
 
 import pytest
 
-from recbole_kgin.cli import UsageError, main, split_overrides
+from recbole_kgin.cli import main
+from recbole_kgin.errors import UsageError, split_overrides
 from synthetic import write_kg_dataset
 
 

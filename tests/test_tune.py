@@ -21,7 +21,7 @@ ray = pytest.importorskip("ray")
 from ray.tune import Callback  # noqa: E402
 
 from recbole_kgin import tuning  # noqa: E402
-from recbole_kgin.cli import UsageError  # noqa: E402
+from recbole_kgin.errors import UsageError  # noqa: E402
 from recbole_kgin.cli import main as cli_main  # noqa: E402
 from recbole_kgin.quick_start import create_config, load_data  # noqa: E402
 from recbole_kgin.tune_space import check_space, read_space  # noqa: E402

@@ -1,0 +1,19 @@
+# -*- coding: utf-8 -*-
+"""Errors shared by every module of the package. Imports nothing of ours, so anything may import it."""
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: reported on one line, exit code 2."""
+
+
+def split_overrides(tokens):
+    """Turn ``--key=value`` tokens into a dict of strings (RecBole converts the values)."""
+    overrides = {}
+    for token in tokens:
+        if not token.startswith("--") or "=" not in token or token.startswith("--="):
+            raise UsageError(f"unrecognised argument {token!r} (configuration overrides are --key=value)")
+        key, value = token[2:].split("=", 1)
+        if key in overrides and overrides[key] != value:
+            raise UsageError(f"--{key} given twice with different values")
+        overrides[key] = value
+    return overrides
