@@ -35,7 +35,7 @@ def build_dataset(config):
     every interaction whose item has no entity in the KG, before the split. Comparisons set it so
     that every model is trained and tested on the same pairs.
     """
-    init_seed(config["seed"], config["reproducibility"])
+    init_seed(split_seed(config), config["reproducibility"])
     if _wants_kg_filter(config):
         return _kg_filtered_dataset(config)
     return create_dataset(config)
@@ -47,9 +47,16 @@ def load_data(config, dataset=None):
     if dataset is None:
         dataset = build_dataset(config)
     else:
-        init_seed(config["seed"], config["reproducibility"])
+        init_seed(split_seed(config), config["reproducibility"])
     train_data, valid_data, test_data = data_preparation(config, dataset)
     return dataset, train_data, valid_data, test_data
+
+
+def split_seed(config):
+    """The seed of the data split: ``split_seed`` when set, else RecBole's ``seed``. Keeping it apart
+    lets repeated runs vary initialisation and sampling (``seed``) on one fixed split."""
+    value = config["split_seed"] if "split_seed" in config else None
+    return config["seed"] if value is None else int(value)
 
 
 def _wants_kg_filter(config):
