@@ -121,9 +121,9 @@ def fit_and_test(config, model, trainer, train_data, valid_data, test_data, save
     progress = training_progress(trainer)
     bigger = bool(config["valid_metric_bigger"])
     best_epoch = None
-    if history:
-        pick = max if bigger else min
-        best_epoch = pick(history, key=lambda h: h[1])[0]
+    for epoch, score, _ in history:  # on a tie the later epoch, like RecBole's early stopping
+        if best_epoch is None or (score >= best if bigger else score <= best):
+            best_epoch, best = epoch, score
     epochs = trainer.epoch_seconds
     return {
         "model": config["model"],

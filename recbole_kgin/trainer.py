@@ -23,11 +23,28 @@ def load_checkpoint(path, device="cpu"):
     return torch.load(str(path), map_location=device, weights_only=False)
 
 
+class _LastStructEvaluator:
+    """RecBole's evaluator, keeping the data it last evaluated (the top-K hits of every user), so
+    that per-user metrics can be computed after an evaluation without ranking again."""
+
+    def __init__(self, evaluator):
+        self.evaluator = evaluator
+        self.last_struct = None
+
+    def evaluate(self, struct):
+        self.last_struct = struct
+        return self.evaluator.evaluate(struct)
+
+
 class RecordingTrainerMixin:
     """Put in front of any RecBole trainer class (see :func:`recbole_kgin.utils.get_trainer`)."""
 
     def __init__(self, config, model):
         super().__init__(config, model)
+        # RecBole's TraditionalTrainer (Pop, ItemKNN, EASE, ...) forces one epoch after the eval step
+        # was set: with eval_step > epochs no validation (and no checkpoint) would ever happen
+        self.eval_step = min(self.eval_step, self.epochs)
+        self.evaluator = _LastStructEvaluator(self.evaluator)
         self.epoch_seconds = []  # wall time of every training epoch
         self.valid_history = []  # (epoch index, valid score, valid result) per validation
         self.epoch_callback = None  # optional f(epoch_idx, valid_score, valid_result)

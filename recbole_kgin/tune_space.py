@@ -39,6 +39,7 @@ FIXED_KEYS = {
     "kg_reverse_r": "it changes how the dataset is built, and the dataset is built once for all trials",
     "eval_args": "the split must be the same for every trial",
     "seed": "the split must be the same for every trial",
+    "split_seed": "the split must be the same for every trial",
     "reproducibility": "trials must be comparable",
     "metrics": "it changes the model-selection protocol",
     "topk": "it changes the model-selection protocol",

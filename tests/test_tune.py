@@ -21,6 +21,8 @@ ray = pytest.importorskip("ray")
 from ray.tune import Callback  # noqa: E402
 
 from recbole_kgin import tuning  # noqa: E402
+from recbole_kgin.experiment.runner import build_dataset_blob, split_dataset  # noqa: E402
+from recbole_kgin.experiment.search import user_layer  # noqa: E402
 from recbole_kgin.errors import UsageError  # noqa: E402
 from recbole_kgin.cli import main as cli_main  # noqa: E402
 from recbole_kgin.quick_start import create_config, load_data  # noqa: E402
@@ -178,10 +180,11 @@ def test_trial_split_equals_the_shared_pipeline_split(data_root, tmp_path):
     config = create_config("KGIN", "tiny", config_file_list=[str(config_file)])
     _, *reference = load_data(config)
     settings = {"model": "KGIN", "dataset": "tiny",
-                "user_layer": tuning._user_layer(config)}
-    blob = tuning.build_dataset_once(settings, tmp_path / "exp")
+                "user_layer": user_layer(config)}
+    blob = build_dataset_blob(settings["model"], settings["dataset"], settings["user_layer"],
+                              tmp_path / "exp" / "dataset")
     assert list((tmp_path / "exp" / "dataset").glob("*.pth"))
-    _, *ours = tuning.split_dataset(config, blob)
+    _, *ours = split_dataset(config, blob)
     for ref, got in zip(reference, ours):
         for field in ("user_id", "item_id"):
             assert ref._dataset.inter_feat[field].tolist() == got._dataset.inter_feat[field].tolist()
@@ -193,9 +196,10 @@ def test_trials_of_a_general_model_get_the_kg_filtered_interactions(tmp_path):
     write_kg_dataset(data, name="holes", unlinked_items=10)
     config = create_config("BPR", "holes", config_dict=tiny_config(data, kg_linked_items_only=True))
     _, *reference = load_data(config)
-    settings = {"model": "BPR", "dataset": "holes", "user_layer": tuning._user_layer(config)}
-    blob = tuning.build_dataset_once(settings, tmp_path / "exp")
-    dataset, *ours = tuning.split_dataset(config, blob)
+    settings = {"model": "BPR", "dataset": "holes", "user_layer": user_layer(config)}
+    blob = build_dataset_blob(settings["model"], settings["dataset"], settings["user_layer"],
+                              tmp_path / "exp" / "dataset")
+    dataset, *ours = split_dataset(config, blob)
     assert type(dataset).__name__ == "KnowledgeBasedDataset"
     for ref, got in zip(reference, ours):
         assert ref._dataset.inter_feat["item_id"].tolist() == got._dataset.inter_feat["item_id"].tolist()
@@ -291,7 +295,7 @@ def no_search_started(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the search started")
 
-    monkeypatch.setattr(tuning, "build_dataset_once", forbidden)
+    monkeypatch.setattr(tuning, "build_dataset_blob", forbidden)
     monkeypatch.setattr(ray, "init", forbidden)
 
 

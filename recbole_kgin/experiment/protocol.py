@@ -1,0 +1,156 @@
+# -*- coding: utf-8 -*-
+"""The benchmark protocol: equal budgets, search spaces, seeds, convergence, aggregation over seeds
+and the paired significance test. Pure functions of plain data (no training here)."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from recbole_kgin.errors import UsageError
+
+HEADLINE_K = 20
+TABLE_KS = (10, 20, 50)
+METRICS = ("recall", "ndcg", "hit", "precision")
+SIGNIFICANCE_METRICS = ("recall@20", "ndcg@20")
+TEST_NAME = "Wilcoxon signed-rank (two-sided, scipy.stats.wilcoxon), paired over test users"
+
+# Configuration that defines the protocol: it must be equal for every model of one comparison.
+PROTOCOL_KEYS = (
+    "seed", "split_seed", "reproducibility", "eval_args", "train_neg_sample_args", "metrics",
+    "topk", "valid_metric", "valid_metric_bigger", "data_path", "benchmark_filename",
+    "USER_ID_FIELD", "ITEM_ID_FIELD", "val_interval", "user_inter_num_interval",
+    "item_inter_num_interval", "rm_dup_inter", "filter_inter_by_user_or_item",
+    "metric_decimal_place", "kg_linked_items_only", "epochs", "eval_step", "stopping_step",
+    "train_batch_size",
+)
+
+# Models whose trainer does not respect the epoch budget: refused rather than reported unfairly.
+BUDGET_IGNORING = {
+    "RaCT": "RecBole's RaCT pretrains for a fixed 150 epochs whatever --epochs says, so it cannot "
+            "be given the same budget as the other models",
+}
+
+
+class Budget:
+    """What every model of a comparison gets: the same epoch cap, validation every ``eval_step``
+    epochs, the same patience in epochs, the same batch size, ``trials`` search trials and
+    ``seeds`` final runs."""
+
+    def __init__(self, epochs, patience, eval_step=1, batch_size=1024, trials=0, seeds=1):
+        for name, value, low in (("--epochs", epochs, 1), ("--patience", patience, 1),
+                                 ("--eval_step", eval_step, 1), ("--train_batch_size", batch_size, 1),
+                                 ("--trials", trials, 0), ("--seeds", seeds, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise UsageError(f"{name} must be an integer >= {low} (got {value!r})")
+        if patience % eval_step:
+            raise UsageError(f"--patience ({patience}) must be a multiple of eval_step ({eval_step})")
+        self.epochs, self.patience, self.eval_step = epochs, patience, eval_step
+        self.batch_size, self.trials, self.seeds = batch_size, trials, seeds
+
+    def overrides(self):
+        """The configuration that gives a model this budget (RecBole's early stopping counts
+        validations, so patience in epochs = stopping_step * eval_step)."""
+        return {"epochs": self.epochs, "eval_step": self.eval_step,
+                "stopping_step": self.patience // self.eval_step,
+                "train_batch_size": self.batch_size}
+
+    def as_dict(self):
+        return {"epochs": self.epochs, "patience_epochs": self.patience,
+                "eval_step": self.eval_step, "train_batch_size": self.batch_size,
+                "trials": self.trials, "seeds": self.seeds}
+
+
+def seed_list(base_seed, count):
+    """The model seeds of the final runs: base, base + 1, ...; the split keeps its own seed."""
+    return [int(base_seed) + i for i in range(count)]
+
+
+def space_file(model, properties_dir):
+    """``properties/tune/<Model>.yaml`` or None when the model ships no search space."""
+    path = Path(properties_dir) / "tune" / f"{model}.yaml"
+    return path if path.is_file() else None
+
+
+def converged(valid_history, epochs_run, epochs_cap, patience, bigger=True):
+    """False when a run reached the epoch cap while still improving: its best validation came
+    within the last ``patience`` epochs, so early stopping had not fired. None without history."""
+    if not valid_history:
+        return None
+    best_epoch = None
+    for h in valid_history:
+        if best_epoch is None or (h["score"] >= best if bigger else h["score"] <= best):
+            best_epoch, best = h["epoch"], h["score"]
+    if epochs_run < epochs_cap:
+        return True
+    return (epochs_cap - 1) - best_epoch >= patience
+
+
+def mean_std(values):
+    """Mean and sample standard deviation (ddof 1; 0 for one value) of finite numbers."""
+    values = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def aggregate(seed_records, columns):
+    """``{column: mean, column_std: std}`` of the test results of the seed runs."""
+    out = {}
+    for column in columns:
+        mean, std = mean_std([(r.get("test_result") or {}).get(column) for r in seed_records])
+        out[column], out[f"{column}_std"] = mean, std
+    return out
+
+
+def mean_per_user(per_user_runs, column):
+    """Each test user's metric averaged over the seed runs: ``{user token: value}``."""
+    sums, counts = {}, {}
+    for run in per_user_runs:
+        for user, value in zip(run["users"].tolist(), run[column].tolist()):
+            sums[user] = sums.get(user, 0.0) + value
+            counts[user] = counts.get(user, 0) + 1
+    return {u: sums[u] / counts[u] for u in sums}
+
+
+def paired_test(reference, other):
+    """Two-sided Wilcoxon signed-rank test of ``other`` against ``reference`` (``{user: value}``)
+    over the users both have. Returns ``(p_value, n_users)``; p = 1.0 when every difference is 0."""
+    from scipy.stats import wilcoxon
+
+    users = sorted(set(reference) & set(other))
+    if not users:
+        return None, 0
+    a = np.array([reference[u] for u in users])
+    b = np.array([other[u] for u in users])
+    if np.all(a == b):
+        return 1.0, len(users)
+    return float(wilcoxon(a, b, zero_method="wilcox", alternative="two-sided").pvalue), len(users)
+
+
+def reference_model(rows, preferred="KGIN"):
+    """KGIN when it finished, else the model with the best mean test Recall@20."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if any(r["model"] == preferred for r in ok):
+        return preferred
+    headline = f"recall@{HEADLINE_K}"
+    ranked = sorted((r for r in ok if r.get(headline) is not None), key=lambda r: -r[headline])
+    return ranked[0]["model"] if ranked else None
+
+
+def rank_marks(rows, column):
+    """``{model: "best" | "second"}`` by the mean of ``column`` over the finished rows."""
+    values = sorted({r[column] for r in rows if r.get("status") == "ok" and r.get(column) is not None},
+                    reverse=True)
+    marks = {}
+    for r in rows:
+        if r.get("status") != "ok" or r.get(column) is None:
+            continue
+        if r[column] == values[0]:
+            marks[r["model"]] = "best"
+        elif len(values) > 1 and r[column] == values[1]:
+            marks[r["model"]] = "second"
+    return marks

@@ -1,0 +1,324 @@
+# -*- coding: utf-8 -*-
+"""Tables and figures of comparisons and searches: text, Markdown, CSV and JSON from plain rows.
+
+A comparison row (one per model) holds ``model``, ``status`` (``ok`` | ``failed`` | ``not run``),
+``error``, ``trials``, ``seeds``, ``epochs_run``, ``best_epoch``, ``converged``, every
+``<metric>@K`` (mean over seeds) with ``<metric>@K_std``, ``p_value`` / ``p_value_ndcg@20`` and
+timing fields.
+"""
+
+import csv
+import io
+import json
+
+from recbole_kgin.experiment.protocol import HEADLINE_K, METRICS, TABLE_KS, TEST_NAME, rank_marks
+
+METRIC_LABEL = {"recall": "Recall", "ndcg": "NDCG", "hit": "Hit", "precision": "Precision"}
+
+
+def metric_columns(ks=TABLE_KS):
+    return [f"{m}@{k}" for k in ks for m in METRICS]
+
+
+def label(column):
+    metric, k = column.split("@")
+    return f"{METRIC_LABEL[metric]}@{k}"
+
+
+def _num(value, decimals):
+    return "-" if value is None else f"{value:.{decimals}f}"
+
+
+def _p(value):
+    if value is None:
+        return "-"
+    return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def status_text(row):
+    if row["status"] == "ok":
+        return "ok"
+    return f"{row['status']}: {row.get('error') or 'unknown error'}"
+
+
+def _epochs(row):
+    if row.get("epochs_run") is None:
+        return "-"
+    return f"{row['epochs_run']:g}"
+
+
+def _converged(row):
+    value = row.get("converged")
+    return "-" if value is None else ("yes" if value else "NO")
+
+
+def _cells(row, columns, decimals, marks=None, with_std=True):
+    ok = row["status"] == "ok"
+    cells = [row["model"]]
+    for column in columns:
+        mean, std = (row.get(column), row.get(f"{column}_std")) if ok else (None, None)
+        text = _num(mean, decimals)
+        if with_std and mean is not None and std is not None and row.get("seeds", 1) > 1:
+            text += f" ± {std:.{decimals}f}"
+        mark = (marks or {}).get(column, {}).get(row["model"])
+        if mark == "best":
+            text = f"**{text}**"
+        elif mark == "second":
+            text = f"<u>{text}</u>"
+        cells.append(text)
+    cells += [_p(row.get("p_value")), _p(row.get("p_value_ndcg@20")),
+              str(row.get("trials", "-")), str(row.get("seeds", "-")), _epochs(row),
+              "-" if row.get("best_epoch") is None else f"{row['best_epoch']:g}", _converged(row),
+              "-" if row.get("seconds_per_epoch") is None else f"{row['seconds_per_epoch']:.1f}",
+              status_text(row)]
+    return cells
+
+
+_TAIL = ["p R@20", "p N@20", "trials", "seeds", "epochs run", "best epoch", "converged",
+         "s/epoch", "status"]
+
+
+def markdown_table(rows, ks, decimals):
+    columns = metric_columns(ks)
+    marks = {c: rank_marks(rows, c) for c in columns}
+    header = ["model", *[label(c) for c in columns], *_TAIL]
+    align = ["---"] + ["---:"] * (len(header) - 2) + ["---"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for row in rows:
+        cells = [str(c).replace("|", "\\|") for c in _cells(row, columns, decimals, marks)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def text_table(rows, decimals):
+    columns = [f"{m}@{HEADLINE_K}" for m in METRICS]
+    header = ["model", *[label(c) for c in columns], *_TAIL]
+    cells = [header] + [_cells(r, columns, decimals) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header) - 1)]
+
+    def fmt(cs):
+        return "  ".join([cs[0].ljust(widths[0]), *[c.rjust(w) for c, w in
+                                                      zip(cs[1:-1], widths[1:])], cs[-1]])
+
+    rule = "-" * (sum(widths) + 2 * len(widths) + len("status"))
+    return "\n".join([fmt(header), rule, *[fmt(c) for c in cells[1:]]])
+
+
+CSV_FIELDS_HEAD = ["model", "status", "trials", "seeds", "epochs_run", "best_epoch", "converged"]
+CSV_FIELDS_TAIL = ["p_value", "p_value_ndcg@20", "significance_reference", "n_users_tested",
+                   "seconds_per_epoch", "total_seconds", "n_params", "error"]
+
+
+def csv_fields():
+    columns = metric_columns()
+    return [*CSV_FIELDS_HEAD, *[x for c in columns for x in (c, f"{c}_std")], *CSV_FIELDS_TAIL]
+
+
+def render_csv(rows):
+    """One row per model; metric means and stds as full-precision numbers, empty when missing."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=csv_fields(), lineterminator="\n",
+                            extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        out = {}
+        for field in csv_fields():
+            value = row.get(field)
+            if field == "converged" and value is not None:
+                value = "yes" if value else "no"
+            if isinstance(value, float):
+                value = repr(value)
+            out[field] = "" if value is None else value
+        if row["status"] != "ok":
+            for field in csv_fields():
+                if "@" in field:
+                    out[field] = ""
+        writer.writerow(out)
+    return buffer.getvalue()
+
+
+def budget_lines(summary):
+    """Sentences a reader needs to judge the table: budget, tuning, seeds, selection, test."""
+    b = summary["budget"]
+    lines = [
+        f"- budget, the same for every model: at most {b['epochs']} epochs, validation every "
+        f"{b['eval_step']} epoch(s), early stopping after {b['patience_epochs']} epochs without "
+        f"improvement, train batch {b['train_batch_size']} (models whose search space tunes it "
+        f"excepted).",
+    ]
+    if b["trials"]:
+        lines.append(
+            f"- tuning: {b['trials']} trials per model ({summary['search']['search']} search, "
+            f"{summary['search']['scheduler']} scheduler), every trial trained to early stopping "
+            f"within the cap and selected on validation {summary['valid_metric']}; spaces in "
+            "properties/tune/<Model>.yaml (a model without a space runs its shipped settings once)."
+        )
+    else:
+        lines.append("- tuning: none (--trials 0): every model runs its shipped settings "
+                     "(properties/model/<Model>.yaml over RecBole's defaults).")
+    lines.append(
+        f"- seeds: {b['seeds']} run(s) of each selected configuration with model seeds "
+        f"{', '.join(str(s) for s in summary['seeds'])} on one split (split seed "
+        f"{summary['split_seed']}); metrics are mean ± sample std over seeds.")
+    reference = summary.get("significance_reference")
+    if reference:
+        lines.append(f"- p R@20 / p N@20: {TEST_NAME}, of each model against {reference}, on each "
+                     "user's Recall@20 / NDCG@20 averaged over seeds; per-user arrays in per_user/.")
+    lines.append("- epochs run / best epoch: mean over seeds, counted from 1; converged: NO when a "
+                 "run reached the epoch cap while still improving.")
+    if summary.get("test_selected"):
+        lines.append("- WARNING: this dataset's validation split IS its test split (converted with "
+                     "--valid paper): selection is test-selected, as in the KGIN paper; the numbers "
+                     "are optimistic.")
+    return lines
+
+
+def render_markdown(summary, rows, decimals):
+    lines = [f"# {summary['dataset']}: comparison ({summary['run']})", ""]
+    lines.append("Test set, full ranking over all items each user did not interact with in "
+                 f"training; models selected on validation {summary['valid_metric']}, test "
+                 "evaluated once per seed run. Best in bold, second underlined.")
+    lines.append("")
+    lines.append(markdown_table(rows, (HEADLINE_K,), decimals))
+    lines.append("")
+    lines += budget_lines(summary)
+    check = summary.get("split_check") or {}
+    if check.get("same_split") is not None:
+        state = "the same" if check["same_split"] else "NOT the same"
+        lines.append(f"- split: {len(check['models'])} models saw {state} train/valid/test pairs "
+                     f"(test sha256 {check['test_sha256'][:16]}…)"
+                     + (f"; differing: {', '.join(check['differs'])}" if check["differs"] else ""))
+    if summary["protocol"].get("kg_linked_items_only"):
+        lines.append("- interactions: only those whose item is linked to a KG entity, for every "
+                     "model (kg_linked_items_only; RecBole's knowledge-aware models drop the others)")
+    env = summary.get("environment")
+    if env:
+        lines.append(f"- environment: torch {env['torch']}, RecBole {env['recbole']}, Ray "
+                     f"{env['ray']}, Python {env['python']}, {env['cpu_count']} CPUs, "
+                     f"{summary['search']['cpus_per_trial']:g} CPU(s) and "
+                     f"{summary['search']['gpus_per_trial']:g} GPU(s) per trial")
+    if summary.get("wall_seconds") is not None:
+        lines.append(f"- wall time of this command: {summary['wall_seconds']:.0f} s")
+    lines.append(f"- command: `{summary['command']}`")
+    lines += ["", "All cut-offs:", "", markdown_table(rows, TABLE_KS, decimals), ""]
+    return "\n".join(lines) + "\n"
+
+
+def render_curves(rows, valid_metric, title):
+    """PNG bytes: validation metric per epoch of each model's first seed run."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = 0
+    for row in rows:
+        history = row.get("valid_history") or []
+        if not history:
+            continue
+        ax.plot([h["epoch"] + 1 for h in history], [h["score"] for h in history],
+                "-" if row["status"] == "ok" else "--", marker="o", markersize=3,
+                label=row["model"])
+        drawn += 1
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation {valid_metric}")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "no validation results yet", ha="center", va="center",
+                transform=ax.transAxes)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def render_bars(rows, column, reference, title):
+    """PNG bytes: mean ± std of ``column`` per model, with the significance mark of each model
+    against the reference (* p < 0.05, ** p < 0.01, n.s. otherwise)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r["status"] == "ok" and r.get(column) is not None]
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(ok) + 2), 4.5))
+    xs = list(range(len(ok)))
+    ax.bar(xs, [r[column] for r in ok], yerr=[r.get(f"{column}_std") or 0 for r in ok],
+           capsize=4, color=["#c44e52" if r["model"] == reference else "#4c72b0" for r in ok])
+    for x, r in zip(xs, ok):
+        p = r.get("p_value" if column == "recall@20" else f"p_value_{column}")
+        mark = "ref" if r["model"] == reference else (
+            "" if p is None else "**" if p < 0.01 else "*" if p < 0.05 else "n.s.")
+        ax.annotate(mark, (x, r[column] + (r.get(f"{column}_std") or 0)), ha="center",
+                    va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([r["model"] for r in ok], rotation=30, ha="right")
+    ax.set_ylabel(f"test {label(column)} (mean ± std over seeds)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# search trials
+
+
+def _fmt(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def trials_csv(rows, keys, valid_metric):
+    header = ["rank", "trial_id", *keys, f"valid {valid_metric}", "best_epoch", "epochs_run",
+              "status", "error"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for r in rows:
+        writer.writerow([r["rank"], r["trial_id"],
+                         *[json.dumps(r["params"][k]) if isinstance(r["params"][k], (list, dict))
+                           else r["params"][k] for k in keys],
+                         "" if r["best_valid"] is None else repr(r["best_valid"]),
+                         "" if r["best_epoch"] is None else r["best_epoch"],
+                         "" if r["epochs_run"] is None else r["epochs_run"],
+                         r["status"], r["error"]])
+    return buffer.getvalue()
+
+
+def trials_markdown(rows, keys, settings):
+    header = ["rank", "trial_id", *keys, f"valid {settings['valid_metric']}", "best_epoch",
+              "epochs_run", "status"]
+    lines = [
+        f"# {settings['model']} on {settings['dataset']}: {len(rows)} trials",
+        "",
+        f"Sorted by the best validation {settings['valid_metric']} of each trial "
+        f"({'higher' if settings['mode'] == 'max' else 'lower'} is better). Epochs are counted "
+        f"from 1; status: finished (epoch budget or early stopping), stopped (by the "
+        f"{settings['scheduler'].upper()} scheduler), error.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---:"] + ["---"] * (len(header) - 1)) + "|",
+    ]
+    for r in rows:
+        cells = [str(r["rank"]), r["trial_id"], *[_fmt(r["params"][k]) for k in keys],
+                 "" if r["best_valid"] is None else f"{r['best_valid']:.4f}",
+                 _fmt(r["best_epoch"]), _fmt(r["epochs_run"]),
+                 r["status"] + (f": {r['error']}" if r["error"] else "")]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"

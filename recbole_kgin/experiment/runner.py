@@ -1,0 +1,235 @@
+# -*- coding: utf-8 -*-
+"""One run of one configuration: a search trial (validation only) or a final run (validation, then
+test once, with per-user metrics). Both are the shared pipeline of :mod:`recbole_kgin.quick_start`
+on a dataset built once per experiment; :func:`run_trial` is the Ray Tune trainable of both.
+"""
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+PER_USER_METRICS = ("recall", "ndcg")
+METRIC = "valid_score"  # what search trials report and Ray optimises (the configured valid_metric)
+
+
+# ---------------------------------------------------------------------------------------------
+# the dataset, built once per experiment
+
+
+def build_dataset_blob(model, dataset, user_layer, folder):
+    """Create the dataset once with RecBole's dataset saving into ``folder``; return the pickle's
+    bytes. A later call (a resumed experiment) reloads the saved file instead of parsing the data
+    again; RecBole checks that its dataset arguments are unchanged."""
+    from recbole_kgin.quick_start import build_dataset, create_config
+
+    folder = Path(folder)
+    saved = sorted(folder.glob("*.pth"))
+    extra = {"save_dataset": True, "checkpoint_dir": str(folder)}
+    if saved:
+        extra["dataset_save_path"] = str(saved[0])
+    config = create_config(model, dataset, config_dict={**user_layer, **extra})
+    built = build_dataset(config)
+    file = folder / f"{config['dataset']}-{type(built).__name__}.pth"
+    if not file.is_file():
+        raise RuntimeError(f"RecBole did not save the dataset to {file}")
+    return file.read_bytes()
+
+
+def split_dataset(config, dataset_blob):
+    """The shared pipeline's :func:`~recbole_kgin.quick_start.load_data` on the pickled dataset, so
+    every run gets the split a single run gets."""
+    from recbole_kgin.quick_start import load_data
+
+    return load_data(config, pickle.loads(dataset_blob))
+
+
+# ---------------------------------------------------------------------------------------------
+# per-user metrics and the split's fingerprint
+
+
+def per_user_metrics(config, trainer, test_data, ks):
+    """Per-user Recall@K / NDCG@K of the last evaluation of ``test_data``, computed by RecBole's own
+    metric classes from the top-K hits the evaluator saw. Returns ``{"users": tokens,
+    "recall@20": array, ...}``, users in the evaluation order."""
+    from recbole.evaluator.metrics import NDCG, Recall
+
+    struct = trainer.evaluator.last_struct
+    if struct is None:
+        raise RuntimeError("no evaluation was recorded")
+    classes = {"recall": Recall, "ndcg": NDCG}
+    out = {}
+    for name in PER_USER_METRICS:
+        metric = classes[name](config)
+        pos_index, pos_len = metric.used_info(struct)
+        values = metric.metric_info(pos_index, pos_len)
+        for k in ks:
+            out[f"{name}@{k}"] = np.asarray(values[:, k - 1], dtype=np.float64)
+    dataset = test_data._dataset
+    uids = np.asarray(test_data.uid_list)
+    out["users"] = np.asarray(dataset.id2token(dataset.uid_field, uids)).astype(str)
+    if len(out["users"]) != len(out[f"recall@{ks[0]}"]):
+        raise RuntimeError("per-user metrics do not line up with the test users")
+    return out
+
+
+def _pairs_digest(data_loader):
+    import hashlib
+
+    dataset = data_loader._dataset
+    uid, iid = dataset.uid_field, dataset.iid_field
+    users = dataset.field2id_token[uid][dataset.inter_feat[uid].numpy()]
+    items = dataset.field2id_token[iid][dataset.inter_feat[iid].numpy()]
+    pairs = sorted(zip(users.tolist(), items.tolist()))
+    digest = hashlib.sha256("\n".join(f"{u}\t{i}" for u, i in pairs).encode("utf-8"))
+    return {"pairs": len(pairs), "sha256": digest.hexdigest()}
+
+
+def split_fingerprint(train_data, valid_data, test_data):
+    """Digest of the (user token, item token) pairs of each part of the split. Tokens, not internal
+    ids: knowledge-aware datasets renumber items, the pairs stay the same."""
+    return {"train": _pairs_digest(train_data), "valid": _pairs_digest(valid_data),
+            "test": _pairs_digest(test_data)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the trial
+
+
+class ValidationReporter:
+    """``trainer.epoch_callback``: report every validation, keeping the running best (on a tie the
+    later epoch, as RecBole's early stopping keeps the later checkpoint)."""
+
+    def __init__(self, bigger, epochs, report):
+        self.bigger = bigger
+        self.epochs = epochs
+        self.report = report
+        self.best = None
+        self.last = None
+
+    def __call__(self, epoch_idx, valid_score, valid_result):
+        score = float(valid_score)
+        if self.best is None or (score >= self.best[0] if self.bigger else score <= self.best[0]):
+            self.best = (score, epoch_idx)
+        self.last = {
+            METRIC: score,
+            "best_valid_score": self.best[0],
+            "best_epoch": self.best[1],
+            "epoch": epoch_idx,
+            "epochs_run": epoch_idx + 1,
+            # the last epoch of the budget; a trial that stops early says so in one more report
+            # after fit (a scheduler may stop the trial on this very result)
+            "finished": epoch_idx + 1 >= self.epochs,
+            **{f"valid_{k}": float(v) for k, v in valid_result.items()},
+        }
+        self.report(dict(self.last))
+
+
+def set_threads(cpus):
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(cpus)))
+    return previous
+
+
+def plain(value):
+    """JSON/YAML-safe copy of a configuration value (numpy scalars, tuples)."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def run_configuration(run_config, dataset_blob, *, evaluate_test, on_validation=None,
+                      per_user_ks=(20,)):
+    """Train ``run_config`` on the shared dataset through the shared pipeline (early stopping on
+    validation), then, with ``evaluate_test``, evaluate the selected model on test once. Returns
+    ``(result, per_user, split)``; ``per_user`` is None without a test evaluation."""
+    from recbole_kgin.quick_start import build_model, build_trainer, fit_and_test
+
+    _, train_data, valid_data, test_data = split_dataset(run_config, dataset_blob)
+    split = split_fingerprint(train_data, valid_data, test_data)
+    model = build_model(run_config, train_data)
+    trainer = build_trainer(run_config, model)
+    trainer.epoch_callback = on_validation
+    result = fit_and_test(run_config, model, trainer, train_data, valid_data,
+                          test_data if evaluate_test else None, saved=evaluate_test,
+                          show_progress=False, evaluate_test=evaluate_test)
+    result["backend"] = {k: getattr(model, a) for k, a in
+                         (("scatter", "scatter_backend"), ("graph", "graph_backend"))
+                         if hasattr(model, a)}
+    per_user = None
+    if evaluate_test:
+        per_user = per_user_metrics(run_config, trainer, test_data, per_user_ks)
+    return result, per_user, split
+
+
+def write_final(folder, seed, record, per_user):
+    """``seed-<seed>.json`` (the run's record) and ``seed-<seed>.npz`` (per-user test metrics),
+    each written atomically; the JSON last, so its presence means the run is complete."""
+    from recbole_kgin.experiment.files import write_atomic, write_json
+
+    folder = Path(folder)
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **per_user)
+    write_atomic(folder / f"seed-{seed}.npz", buffer.getvalue())
+    write_json(folder / f"seed-{seed}.json", record)
+
+
+def read_per_user(folder, seed):
+    with np.load(Path(folder) / f"seed-{seed}.npz", allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def run_trial(params, *, setup, dataset_blob):
+    """Ray Tune function trainable. ``setup["mode"]``: ``search`` (validation only, every validation
+    reported so that a scheduler can stop the trial) or ``final`` (the selected configuration with
+    one ``seed``: test evaluated once, record and per-user metrics written to ``setup["final_dir"]``)."""
+    import ray
+
+    from recbole_kgin import ray_api
+    from recbole_kgin.quick_start import create_config
+
+    params = {k: plain(v) for k, v in params.items()}
+    trial_dir = Path(ray_api.trial_dir()).resolve()
+    gpu_ids = ray.get_gpu_ids() if setup["gpus_per_trial"] > 0 else []
+    final = setup.get("mode") == "final"
+    forced = {
+        "checkpoint_dir": str(trial_dir / "checkpoints"),
+        "show_progress": False,
+        "save_dataset": False,
+        "save_dataloaders": False,
+        # RecBole sets CUDA_VISIBLE_DEVICES from gpu_id: give it the GPUs Ray assigned ("" = CPU)
+        "gpu_id": ",".join(str(g) for g in gpu_ids),
+    }
+    run_config = create_config(setup["model"], setup["dataset"],
+                               config_dict={**setup["user_layer"], **params, **forced})
+    set_threads(setup["cpus_per_trial"])
+    reporter = ValidationReporter(bool(run_config["valid_metric_bigger"]),
+                                  int(run_config["epochs"]),
+                                  (lambda _: None) if final else ray_api.report)
+    result, per_user, split = run_configuration(
+        run_config, dataset_blob, evaluate_test=final, on_validation=reporter,
+        per_user_ks=tuple(setup.get("per_user_ks", (20,))))
+    if reporter.last is None:
+        raise RuntimeError("the run finished without a validation (check epochs and eval_step)")
+    if final:
+        result["saved_model_file"] = None  # inside the trial directory; not kept
+        record = {**result, "params": params, "seed": int(run_config["seed"]), "split": split,
+                  "trial_dir": str(trial_dir)}
+        write_final(setup["final_dir"], int(run_config["seed"]), record, per_user)
+    ray_api.report({**reporter.last, "finished": True,
+                    "seconds_per_epoch": result["seconds_per_epoch"],
+                    "n_params": result["n_params"]})

@@ -1,0 +1,343 @@
+# -*- coding: utf-8 -*-
+"""The Ray Tune driver shared by ``tune`` and ``compare``: a search (trials select on validation,
+never see test) and the final runs (the selected configuration, one Ray trial per seed, test once).
+
+Faults: a trial that raises is retried ``max_failures`` times (Ray's ``FailureConfig``), then
+recorded as ``error`` and the experiment goes on. An interrupted search (Ctrl-C, SIGUSR1) keeps Ray's
+state and continues with ``Tuner.restore``; final runs are kept per seed (``seed-<s>.json``) and only
+the missing seeds run again.
+"""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from recbole_kgin.errors import UsageError
+from recbole_kgin.experiment.runner import METRIC, plain, run_trial
+from recbole_kgin.tune_space import (
+    check_search_compatible,
+    check_space,
+    grid_size,
+    read_space,
+    to_param_space,
+)
+
+SCHEDULERS = ("asha", "fifo")
+SEARCHES = ("random", "grid", "hyperopt", "optuna")
+# --search NAME -> (package to import, Ray module, searcher class)
+OPTIONAL_SEARCHERS = {
+    "hyperopt": ("hyperopt", "ray.tune.search.hyperopt", "HyperOptSearch"),
+    "optuna": ("optuna", "ray.tune.search.optuna", "OptunaSearch"),
+}
+TRIAL_ENDS = "trial_ends.jsonl"
+
+
+# --------------------------------------------------------------------------------------------
+# settings (everything a resume needs), validated before Ray starts
+
+
+def user_layer(config):
+    """The user's config files and overrides, merged and typed by RecBole (no model / dataset)."""
+    layer = {k: plain(v) for k, v in config.external_config_dict.items()
+             if k not in ("model", "dataset")}
+    if "data_path" in layer:
+        layer["data_path"] = str(Path(layer["data_path"]).expanduser().resolve())
+    return layer
+
+
+def searcher_class(search):
+    package, module, name = OPTIONAL_SEARCHERS[search]
+    try:
+        __import__(package)
+    except ImportError:
+        raise UsageError(f"--search {search} needs the {package} package: pip install {package}") \
+            from None
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def search_settings(config, space_path, options):
+    """Check ``space_path`` against the merged ``config`` and the search ``options`` (num_samples,
+    scheduler, search, cpus_per_trial, gpus_per_trial, max_failures, grace_period,
+    reduction_factor); return the settings dict of the search. ``space_path`` None: no search
+    space (a model without hyperparameters), one trial of the configuration as it is."""
+    settings = dict(options)
+    if settings["num_samples"] < 1:
+        raise UsageError("--num-samples must be >= 1")
+    if settings["cpus_per_trial"] <= 0 or settings["gpus_per_trial"] < 0:
+        raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if settings["max_failures"] < -1:
+        raise UsageError("--max-failures must be >= 0 (or -1: retry forever)")
+    if settings["reduction_factor"] <= 1:
+        raise UsageError("--reduction-factor must be > 1")
+    space = {}
+    if space_path is not None:
+        space = read_space(space_path)
+        check_space(space, space_path, config)
+        check_search_compatible(space, space_path, settings["search"])
+    if settings["search"] in OPTIONAL_SEARCHERS:
+        searcher_class(settings["search"])  # fails now if the package is missing
+    epochs, eval_step = config["epochs"], config["eval_step"]
+    if "epochs" in space:  # the scheduler's time budget is the largest epoch count searched
+        dist, values = space["epochs"]
+        if dist not in ("choice", "grid", "randint") or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            raise UsageError(f"{space_path}: key 'epochs': use choice, grid or randint of "
+                             f"positive integers")
+        epochs = max(values)
+    if "epochs" not in space and "eval_step" not in space and (eval_step or 0) > epochs:
+        raise UsageError(f"epochs ({epochs}) < eval_step ({eval_step}): trials would never "
+                         f"validate; pass e.g. --eval_step=1")
+    if settings["grace_period"] is None:
+        settings["grace_period"] = max(1, min(int(eval_step or 1), int(epochs)))
+    if settings["scheduler"] == "asha" and not 1 <= settings["grace_period"] <= epochs:
+        raise UsageError(f"--grace-period must be between 1 and epochs ({epochs})")
+    samples = settings["num_samples"] if space else 1
+    settings.update(
+        model=config["model"],
+        dataset=config["dataset"],
+        space_file=str(Path(space_path).resolve()) if space_path else None,
+        space={k: [d, a] for k, (d, a) in space.items()},
+        user_layer=user_layer(config),
+        valid_metric=config["valid_metric"],
+        mode="max" if config["valid_metric_bigger"] else "min",
+        max_t=int(epochs),
+        num_samples=samples,
+        expected_trials=samples * grid_size(space, settings["search"]),
+    )
+    return settings
+
+
+# --------------------------------------------------------------------------------------------
+# Ray
+
+
+def start_ray(address=None):
+    """Start (or connect to) Ray unless it runs already; True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ray.init(address=address, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
+    return True
+
+
+def stop_ray(started):
+    if started:
+        import ray
+
+        ray.shutdown()
+
+
+def _end_log_callback(exp_dir):
+    """A Ray Tune callback appending every trial that ends (completes, is stopped by the scheduler,
+    or errors for good) to ``<experiment>/trial_ends.jsonl``. Ray marks the trials it was running
+    when an experiment is interrupted as terminated in memory (they are resumed from the saved
+    state), so this log is how the driver tells an interrupted experiment from a finished one."""
+    from ray.tune import Callback
+
+    class TrialEndLog(Callback):
+        def __init__(self, path):
+            self.path = str(path)
+
+        def _write(self, trial, how):
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"trial_id": trial.trial_id, "end": how}) + "\n")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._write(trial, "complete")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._write(trial, "error")
+
+    return TrialEndLog(Path(exp_dir) / TRIAL_ENDS)
+
+
+def _ended_trials(exp_dir):
+    path = Path(exp_dir) / TRIAL_ENDS
+    if not path.is_file():
+        return set()
+    return {json.loads(line)["trial_id"] for line in path.read_text().splitlines() if line.strip()}
+
+
+def _trainable(settings, dataset_blob, **setup_extra):
+    from ray import tune
+
+    setup = {k: settings[k] for k in ("model", "dataset", "user_layer", "cpus_per_trial",
+                                      "gpus_per_trial")}
+    setup.update(setup_extra)
+    trainable = tune.with_parameters(run_trial, setup=setup, dataset_blob=dataset_blob)
+    return tune.with_resources(trainable, {"cpu": settings["cpus_per_trial"],
+                                           "gpu": settings["gpus_per_trial"]})
+
+
+def _tuner(settings, exp_dir, trainable, param_space, scheduler, search_alg, num_samples,
+           callbacks):
+    import logging
+    import os
+
+    from ray import tune
+
+    from recbole_kgin.ray_api import FailureConfig, RunConfig
+
+    if not settings.get("verbose"):  # Ray's console tables and INFO lines off; its files stay
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    tune_config = tune.TuneConfig(
+        metric=METRIC, mode=settings["mode"], num_samples=num_samples, scheduler=scheduler,
+        search_alg=search_alg, reuse_actors=settings["gpus_per_trial"] == 0,
+    )
+    run_config = RunConfig(
+        name=Path(exp_dir).name, storage_path=str(Path(exp_dir).parent),
+        failure_config=FailureConfig(max_failures=settings["max_failures"]),
+        callbacks=[_end_log_callback(exp_dir), *(callbacks or [])],
+        verbose=settings.get("verbose", 0),
+    )
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                      run_config=run_config)
+
+
+def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None):
+    """Run (or, with ``resume``, continue) the search; returns ``(rows, complete)`` (see
+    :func:`collect_trials`)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    trainable = _trainable(settings, dataset_blob, mode="search")
+    if resume:
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False)
+    else:
+        if settings["scheduler"] == "asha":
+            scheduler = ASHAScheduler(time_attr="epochs_run", max_t=settings["max_t"],
+                                      grace_period=settings["grace_period"],
+                                      reduction_factor=settings["reduction_factor"])
+        else:
+            scheduler = FIFOScheduler()
+        search_alg = None
+        if settings["search"] in OPTIONAL_SEARCHERS:
+            search_alg = searcher_class(settings["search"])()
+        space = {k: tuple(v) for k, v in settings["space"].items()}
+        tuner = _tuner(settings, exp_dir, trainable, to_param_space(space, settings["search"]),
+                       scheduler, search_alg, settings["num_samples"], callbacks)
+    grid = tuner.fit()
+    return collect_trials(grid, settings, _ended_trials(exp_dir))
+
+
+def can_restore(exp_dir):
+    from ray.tune import Tuner
+
+    return Path(exp_dir).is_dir() and Tuner.can_restore(str(exp_dir))
+
+
+def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
+               per_user_ks=(20,)):
+    """Train ``params`` once per seed (one Ray trial each, the split fixed by the settings'
+    ``split_seed``) and test once; each run writes ``final_dir/seed-<s>.json`` and ``.npz``.
+    Seeds whose JSON exists are skipped. Returns ``{seed: one-line error}`` of the runs that
+    failed, and whether every seed was attempted (False after an interruption)."""
+    from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
+
+    final_dir = Path(final_dir)
+    missing = [s for s in seeds if not (final_dir / f"seed-{s}.json").is_file()]
+    if not missing:
+        return {}, True
+    exp_dir = final_dir / "ray"
+    if exp_dir.exists():  # a run interrupted before: its finished seeds are kept as files
+        shutil.rmtree(exp_dir)
+    trainable = _trainable(settings, dataset_blob, mode="final", final_dir=str(final_dir),
+                           per_user_ks=list(per_user_ks))
+    space = {**params, "seed": tune.grid_search(missing)}
+    tuner = _tuner(settings, exp_dir, trainable, space, FIFOScheduler(), None, 1, callbacks)
+    grid = tuner.fit()
+    ended = _ended_trials(exp_dir)
+    errors = {}
+    trials = list(getattr(grid, "_experiment_analysis").trials)
+    for trial, result in zip(trials, grid):
+        seed = int((trial.config or {}).get("seed"))
+        if result.error is not None and trial.trial_id in ended:
+            errors[seed] = short_error(result.error)
+    attempted = all(t.trial_id in ended for t in trials) and len(trials) == len(missing)
+    return errors, attempted
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+def short_error(error):
+    """The last line of an error that names an exception, cut to 300 characters."""
+    if error is None:
+        return ""
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    picked = [ln for ln in lines if ("Error" in ln or "Exception" in ln) and ":" in ln]
+    text = (picked or lines or [type(error).__name__])[-1]
+    return text[:300]
+
+
+def collect_trials(grid, settings, ended):
+    """One row per trial, sorted by best validation score (errors last); and whether every
+    expected trial has ended (False after an interruption). ``ended``: ids of the trials that
+    ended (see :func:`_end_log_callback`)."""
+    bigger = settings["mode"] == "max"
+    keys = list(settings["space"])
+    trials = list(getattr(grid, "_experiment_analysis").trials)
+    rows = []
+    for trial, result in zip(trials, grid):
+        df = result.metrics_dataframe
+        last = result.metrics or {}
+        best_valid = best_epoch = epochs_run = None
+        if df is not None and METRIC in df.columns and df[METRIC].notna().any():
+            scores = df[METRIC].astype(float)
+            best_valid = float(scores.max() if bigger else scores.min())
+            # on a tie the later epoch, as RecBole's early stopping keeps the later checkpoint
+            idx = scores[scores == best_valid].index[-1]
+            best_epoch = int(df.loc[idx, "epoch"]) + 1  # counted from 1, like every table here
+            epochs_run = int(df["epochs_run"].max())
+        status = str(trial.status)
+        if trial.trial_id not in ended:
+            state = "incomplete"
+        elif result.error is not None or status == "ERROR":
+            state = "error"
+        elif status == "TERMINATED":
+            finished = bool(last.get("finished"))
+            if df is not None and "finished" in df.columns:
+                finished = finished or bool(df["finished"].fillna(False).astype(bool).any())
+            state = "finished" if finished else "stopped"
+        else:
+            state = "incomplete"
+        rows.append({
+            "trial_id": trial.trial_id,
+            "params": {k: plain((trial.config or {}).get(k)) for k in keys},
+            "best_valid": best_valid,
+            "best_epoch": best_epoch,
+            "epochs_run": epochs_run,
+            "status": state,
+            "error": short_error(result.error) if state == "error" else "",
+            "path": str(result.path) if getattr(result, "path", None) else "",
+        })
+
+    def order(row):  # best score first; on a tie, a trial that ran its budget, then by id
+        if row["best_valid"] is None or row["status"] == "error":
+            return (1, 0.0, True, row["trial_id"])
+        score = -row["best_valid"] if bigger else row["best_valid"]
+        return (0, score, row["status"] != "finished", row["trial_id"])
+
+    rows.sort(key=order)
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    complete = (len(rows) >= settings["expected_trials"]
+                and all(r["status"] != "incomplete" for r in rows))
+    return rows, complete
+
+
+def best_row(rows):
+    return next((r for r in rows if r["status"] != "error" and r["best_valid"] is not None), None)
+
+
+def elapsed(start):
+    return time.perf_counter() - start
