@@ -1,20 +1,32 @@
-"""``run_recbole_kgin.py compare`` on tiny synthetic data: tables, failures, skipping, same split."""
+"""``run_recbole_kgin.py compare`` on tiny synthetic data: equal budgets, search, seeds, significance,
+tables, failures, interruption and continuation, the same split for every model."""
 
 import csv
 import json
 import math
 import os
 
+import numpy as np
 import pytest
 import yaml
 
-from recbole.model.general_recommender.lightgcn import LightGCN
-from recbole.model.knowledge_aware_recommender.cke import CKE
-
 from recbole_kgin import cli, compare, quick_start
+from recbole_kgin.errors import UsageError
+from recbole_kgin.experiment import files, protocol, report
+from recbole_kgin.experiment.runner import split_fingerprint
 from synthetic import tiny_config, write_kg_dataset
 
-MODELS = ["KGIN", "BPR", "CKE"]
+ray = pytest.importorskip("ray")
+
+MODELS = ["KGIN", "BPR", "Pop", "ItemKNN", "EASE"]
+METRIC_KEYS = [f"{m}@{k}" for k in (10, 20, 50) for m in ("recall", "ndcg", "hit", "precision")]
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +35,8 @@ def workspace(tmp_path_factory):
     data = root / "data"
     write_kg_dataset(data)
     config = tiny_config(data)
-    config.pop("epochs")  # given on the command line
+    for key in ("epochs", "eval_step", "train_batch_size"):  # the comparison's budget sets them
+        config.pop(key)
     config_file = root / "tiny.yaml"
     config_file.write_text(yaml.safe_dump(config))
     return root, config_file
@@ -32,265 +45,278 @@ def workspace(tmp_path_factory):
 def _argv(workspace, models=MODELS, run="r", *extra):
     root, config_file = workspace
     return ["--dataset", "tiny", "--models", ",".join(models), "--out", str(root / "out"),
-            "--run", run, "--config_files", str(config_file), "--epochs=1", *extra]
-
-
-class _Recorder:
-    """Wraps the shared pipeline's ``fit_and_test`` to keep what RecBole returned per model."""
-
-    def __init__(self, monkeypatch):
-        self.results = {}
-        self.calls = []
-        original = quick_start.fit_and_test
-
-        def wrapped(config, *args, **kwargs):
-            self.calls.append(config["model"])
-            result = original(config, *args, **kwargs)
-            self.results[config["model"]] = result
-            return result
-
-        monkeypatch.setattr(quick_start, "fit_and_test", wrapped)
-
-
-def _raise_boom(self, interaction):
-    raise RuntimeError("boom: deliberate failure\nsecond line")
+            "--run", run, "--config_files", str(config_file), "--epochs=2", *extra]
 
 
 @pytest.fixture(scope="module")
-def first_run(workspace, tmp_path_factory):
-    """KGIN, BPR and a failing CKE, 1 epoch each."""
+def first_run(ray_local, workspace, tmp_path_factory):
+    """The acceptance command on tiny data: 5 models, 2 trials, 2 seeds, 2 epochs."""
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path_factory.mktemp("cwd"))
-        mp.setattr(CKE, "calculate_loss", _raise_boom)
-        recorder = _Recorder(mp)
-        code = compare.main(_argv(workspace))
-    run_dir = workspace[0] / "out" / "r"
-    return code, recorder, run_dir
+        code = cli.main(["compare", *_argv(workspace, MODELS, "r", "--trials", "2", "--seeds", "2")])
+    return code, workspace[0] / "out" / "r"
 
 
-@pytest.fixture(autouse=True)
-def _cwd(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # RecBole's trainer writes ./log_tensorboard
+def _csv(path):
+    with open(path, newline="") as handle:
+        return {row["model"]: row for row in csv.DictReader(handle)}
 
 
-METRIC_KEYS = [f"{m}@{k}" for k in (10, 20, 50) for m in ("recall", "ndcg", "hit", "precision")]
-
-
-def _md_rows(text):
-    """Rows of the first markdown table of table.md, as dicts keyed by the header."""
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = []
-    for line in lines[2:]:
-        if set(line) <= set("|-: "):
-            break  # the second table's separator
-        cells = [c.strip() for c in line.strip("|").split(" | ")]
-        if cells[0] == "model":
-            break
-        rows.append(dict(zip(header, cells)))
-    return rows
-
-
-def test_table_files_hold_the_numbers_recbole_returned(first_run):
-    code, recorder, run_dir = first_run
-    assert code == 1  # one model failed
-    for name in ("table.md", "table.csv", "results.json", "curves.png"):
-        assert (run_dir / name).is_file() and (run_dir / name).stat().st_size > 0
-    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not [p for p in run_dir.rglob("*.tmp")]
-    assert set(recorder.results) == {"KGIN", "BPR"}
-
-    with open(run_dir / "table.csv", newline="") as handle:
-        csv_rows = {row["model"]: row for row in csv.DictReader(handle)}
-    assert list(csv_rows) == MODELS
-    summary = json.loads((run_dir / "results.json").read_text())
-    json_records = {r["model"]: r for r in summary["models"]}
-    md_rows = {row["model"]: row for row in _md_rows((run_dir / "table.md").read_text())}
-    assert list(md_rows) == MODELS
-
-    for name in ("KGIN", "BPR"):
-        returned = recorder.results[name]
-        test = returned["test_result"]
-        assert set(METRIC_KEYS) <= set(test)
+def test_table_csv_has_every_column_and_numeric_rows(first_run):
+    code, run_dir = first_run
+    assert code == 0
+    rows = _csv(run_dir / "table.csv")
+    assert list(rows) == MODELS
+    header = list(next(iter(rows.values())))
+    for column in ("model", "status", "trials", "seeds", "epochs_run", "best_epoch", "converged",
+                   "p_value"):
+        assert column in header
+    for key in METRIC_KEYS:
+        assert key in header and f"{key}_std" in header
+    for name, row in rows.items():
+        assert row["status"] == "ok"
+        assert row["seeds"] == "2"
         for key in METRIC_KEYS:
-            assert float(csv_rows[name][key]) == test[key]
-            assert json_records[name]["test_result"][key] == test[key]
-        for metric, label in (("recall", "Recall"), ("ndcg", "NDCG"), ("hit", "Hit"),
-                              ("precision", "Precision")):
-            assert float(md_rows[name][f"{label}@20"]) == test[f"{metric}@20"]
-        assert csv_rows[name]["status"] == "ok" and md_rows[name]["status"] == "ok"
-        assert int(csv_rows[name]["best_epoch"]) == returned["best_epoch"] + 1
-        assert int(csv_rows[name]["n_params"]) == json_records[name]["n_params"] > 0
-        assert float(csv_rows[name]["seconds_per_epoch"]) == pytest.approx(
-            returned["seconds_per_epoch"], abs=1e-3)
-        assert json_records[name]["valid_history"] == returned["valid_history"]
+            assert math.isfinite(float(row[key])) and float(row[f"{key}_std"]) >= 0
+        assert 1 <= float(row["epochs_run"]) <= 2
+    assert rows["KGIN"]["p_value"] == ""  # the reference
+    assert 0.0 <= float(rows["BPR"]["p_value"]) <= 1.0
+    for name in ("KGIN", "BPR"):
+        assert rows[name]["trials"] == "2"  # the same search budget for every model with a space
+    assert rows["Pop"]["trials"] == "1"  # Pop has no hyperparameter: its settings run once
+    for name in ("png", "md", "json"):
+        assert any(p.suffix == f".{name}" for p in run_dir.iterdir())
+    assert not list(run_dir.rglob(".*.tmp"))
 
 
-def test_failing_model_is_reported_and_the_others_run(first_run):
-    _, _, run_dir = first_run
-    summary = json.loads((run_dir / "results.json").read_text())
-    records = {r["model"]: r for r in summary["models"]}
-    assert records["CKE"]["status"] == "failed"
-    assert records["CKE"]["error"] == "RuntimeError: boom: deliberate failure"
-    assert "Traceback" in records["CKE"]["traceback"]
-    assert records["KGIN"]["status"] == records["BPR"]["status"] == "ok"
-    md = (run_dir / "table.md").read_text()
-    assert "failed: RuntimeError: boom: deliberate failure" in md
-    with open(run_dir / "table.csv", newline="") as handle:
-        cke = [row for row in csv.DictReader(handle) if row["model"] == "CKE"][0]
-    assert cke["status"] == "failed" and cke["recall@20"] == ""
-    # each model's record was written on its own
+def test_means_and_stds_are_those_of_the_seed_runs(first_run):
+    _, run_dir = first_run
+    rows = _csv(run_dir / "table.csv")
     for name in MODELS:
-        assert json.loads((run_dir / "models" / f"{name}.json").read_text())["model"] == name
+        seeds = [json.loads((run_dir / "models" / name / "final" / f"seed-{s}.json").read_text())
+                 for s in (2020, 2021)]
+        assert [r["seed"] for r in seeds] == [2020, 2021]
+        for key in ("recall@20", "ndcg@20"):
+            values = [r["test_result"][key] for r in seeds]
+            assert float(rows[name][key]) == pytest.approx(np.mean(values), abs=1e-12)
+            assert float(rows[name][f"{key}_std"]) == pytest.approx(np.std(values, ddof=1),
+                                                                     abs=1e-12)
+        # the split is fixed, the seed is not: both runs saw the same pairs
+        assert seeds[0]["split"] == seeds[1]["split"]
+
+
+def test_p_value_is_scipys_over_seed_averaged_per_user_metrics(first_run):
+    from scipy.stats import wilcoxon
+
+    _, run_dir = first_run
+    rows = _csv(run_dir / "table.csv")
+    ref = np.load(run_dir / "per_user" / "KGIN.npz")
+    bpr = np.load(run_dir / "per_user" / "BPR.npz")
+    assert list(ref["users"]) == list(bpr["users"])
+    # the arrays are the per-user metrics of the seed runs, averaged
+    runs = [np.load(run_dir / "models" / "BPR" / "final" / f"seed-{s}.npz") for s in (2020, 2021)]
+    by_user = [dict(zip(r["users"], r["recall@20"])) for r in runs]
+    assert np.allclose(bpr["recall@20_mean"], [(by_user[0][u] + by_user[1][u]) / 2
+                                                for u in bpr["users"]])
+    # ... whose mean is the table's Recall@20 of each seed
+    table = json.loads((run_dir / "models" / "BPR" / "final" / "seed-2020.json").read_text())
+    assert np.mean(runs[0]["recall@20"]) == pytest.approx(table["test_result"]["recall@20"], abs=1e-4)
+    expected = wilcoxon(ref["recall@20_mean"], bpr["recall@20_mean"]).pvalue
+    assert float(rows["BPR"]["p_value"]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_every_trial_and_run_had_the_same_budget(first_run):
+    _, run_dir = first_run
+    summary = json.loads((run_dir / "results.json").read_text())
+    assert summary["budget"] == {"epochs": 2, "patience_epochs": 10, "eval_step": 1,
+                                 "train_batch_size": 1024, "trials": 2, "seeds": 2}
+    for name in ("KGIN", "BPR", "ItemKNN", "EASE"):
+        search = json.loads((run_dir / "models" / name / "search.json").read_text())
+        assert search["trials"] == 2
+        params = list((run_dir / "models" / name / "search").glob("*/params.json"))
+        assert len(params) == 2
+    for name in ("KGIN", "BPR"):
+        progress = list((run_dir / "models" / name / "final" / "ray").glob("*/params.json"))
+        assert len(progress) == 2
+    text = (run_dir / "table.md").read_text()
+    assert "at most 2 epochs" in text and "2 trials per model" in text
+    assert "Wilcoxon" in text and "seeds 2020, 2021" in text
 
 
 def test_every_model_saw_the_same_split(first_run, workspace):
-    _, _, run_dir = first_run
+    _, run_dir = first_run
     summary = json.loads((run_dir / "results.json").read_text())
     assert summary["split_check"]["same_split"] is True
-    prints = {r["model"]: r["split"] for r in summary["models"]}
-    assert set(prints) == set(MODELS)  # CKE failed in training, after its split was recorded
-    assert prints["KGIN"] == prints["BPR"] == prints["CKE"]
-    assert prints["KGIN"]["test"]["pairs"] > 0
-
-    # independently: the (user, item) tokens of the test sets of a knowledge-aware model with
-    # inverse KG relations (KGIN) and of a general one (BPR)
+    assert summary["protocol"]["kg_linked_items_only"] is True  # KG and non-KG models mixed
     _, config_file = workspace
-    tokens, kg_sizes = {}, {}
-    for name in ("KGIN", "BPR", "CKE"):
-        config = quick_start.create_config(name, "tiny", [str(config_file)], {"epochs": 1})
-        dataset, _, _, test_data = quick_start.load_data(config)
-        inter = test_data._dataset.inter_feat
-        users = dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())
-        items = dataset.id2token(dataset.iid_field, inter[dataset.iid_field].numpy())
-        tokens[name] = sorted(zip(users.tolist(), items.tolist()))
-        if hasattr(dataset, "kg_feat"):
-            kg_sizes[name] = (len(dataset.kg_feat), config["kg_reverse_r"])
-    assert tokens["KGIN"] == tokens["BPR"] == tokens["CKE"]
-    # ... although KGIN's KG holds every triplet twice (kg_reverse_r), BPR has no KG at all
-    raw_triplets = len((workspace[0] / "data" / "tiny" / "tiny.kg").read_text().splitlines()) - 1
-    assert kg_sizes["KGIN"] == (2 * raw_triplets, True)
-    # the digest tells splits apart: another seed gives another test set
-    config = quick_start.create_config("BPR", "tiny", [str(config_file)], {"seed": 7})
-    _, train_data, valid_data, test_data = quick_start.load_data(config)
-    other = compare.split_fingerprint(train_data, valid_data, test_data)
-    assert other["test"] != prints["BPR"]["test"]
+    config = quick_start.create_config("BPR", "tiny", [str(config_file)],
+                                       {"kg_linked_items_only": True})
+    _, *loaders = quick_start.load_data(config)
+    assert split_fingerprint(*loaders) == summary["models"][1]["split"]
 
 
-def test_second_invocation_skips_finished_models(first_run, workspace, monkeypatch):
-    _, _, run_dir = first_run
-    before = json.loads((run_dir / "models" / "KGIN.json").read_text())
-    recorder = _Recorder(monkeypatch)
-    code = compare.main(_argv(workspace))
-    assert recorder.calls == ["CKE"]  # the failed one is tried again, the finished ones are not
-    assert code == 0
-    after = json.loads((run_dir / "models" / "KGIN.json").read_text())
-    assert after == before
-    summary = json.loads((run_dir / "results.json").read_text())
-    assert [r["status"] for r in summary["models"]] == ["ok", "ok", "ok"]
-
-    # --force re-runs every model
-    recorder = _Recorder(monkeypatch)
-    assert compare.main(_argv(workspace, MODELS, "r", "--force")) == 0
-    assert recorder.calls == MODELS
-    assert json.loads((run_dir / "models" / "KGIN.json").read_text())["finished_at"] >= \
-        before["finished_at"]
-
+def test_second_invocation_keeps_finished_models(first_run, workspace, monkeypatch):
+    _, run_dir = first_run
+    before = (run_dir / "models" / "KGIN.json").read_text()
+    calls = []
+    monkeypatch.setattr(compare, "run_model", lambda name, *a, **k: calls.append(name))
+    assert compare.main(_argv(workspace, MODELS, "r", "--trials", "2", "--seeds", "2")) == 0
+    assert calls == []
+    assert (run_dir / "models" / "KGIN.json").read_text() == before
     # other settings in the same run directory are refused, before anything runs
-    recorder = _Recorder(monkeypatch)
-    with pytest.raises(cli.UsageError, match="other settings"):
-        compare.main(_argv(workspace, MODELS, "r", "--learning_rate=0.5"))
-    assert recorder.calls == []
+    with pytest.raises(UsageError, match="other settings"):
+        compare.main(_argv(workspace, MODELS, "r", "--trials", "2", "--seeds", "2",
+                           "--learning_rate=0.5"))
+    assert calls == []
 
 
-def test_nan_loss_is_recorded_and_the_comparison_goes_on(workspace, monkeypatch):
-    def nan_loss(self, interaction):
-        return self.user_embedding.weight.sum() * float("nan")
-
-    monkeypatch.setattr(LightGCN, "calculate_loss", nan_loss)
-    code = compare.main(_argv(workspace, ["LightGCN", "BPR"], "nan"))
+def test_failing_model_gets_a_failed_row_and_the_others_finish(ray_local, workspace):
+    # a negative TransR size breaks CKE alone (the other model has no such key)
+    code = compare.main(_argv(workspace, ["BPR", "CKE"], "fail", "--kg_embedding_size=-1"))
     assert code == 1
-    summary = json.loads((workspace[0] / "out" / "nan" / "results.json").read_text())
-    records = {r["model"]: r for r in summary["models"]}
-    assert records["LightGCN"]["status"] == "failed"
-    assert records["LightGCN"]["error"] == "ValueError: Training loss is nan"
-    assert records["BPR"]["status"] == "ok"
-    assert math.isfinite(records["BPR"]["test_result"]["recall@20"])
+    run_dir = workspace[0] / "out" / "fail"
+    rows = _csv(run_dir / "table.csv")
+    assert rows["BPR"]["status"] == "ok" and math.isfinite(float(rows["BPR"]["recall@20"]))
+    assert rows["CKE"]["status"] == "failed" and rows["CKE"]["recall@20"] == ""
+    assert "negative dimension" in rows["CKE"]["error"] or "Error" in rows["CKE"]["error"]
+    assert rows["CKE"]["p_value"] == ""
+    assert "failed: " in (run_dir / "table.md").read_text()
 
 
-def test_bad_model_name_is_rejected_before_anything_runs(workspace, monkeypatch, capsys):
-    recorder = _Recorder(monkeypatch)
-    with pytest.raises(cli.UsageError, match="unknown model 'LightGcn'.*did you mean LightGCN"):
-        compare.main(_argv(workspace, ["BPR", "LightGcn"], "bad"))
-    assert cli.main(["compare", *_argv(workspace, ["BPR", "NoSuchModel"], "bad")]) == 2
-    assert "unknown model 'NoSuchModel'" in capsys.readouterr().err
-    with pytest.raises(cli.UsageError, match="SEQUENTIAL"):
-        compare.main(_argv(workspace, ["BPR", "SASRec"], "bad"))
-    with pytest.raises(cli.UsageError, match="listed twice"):
-        compare.main(_argv(workspace, ["BPR", "BPR"], "bad"))
-    assert recorder.calls == []
-    assert not (workspace[0] / "out" / "bad").exists()
+def test_traditional_models_run_with_any_eval_step(tmp_path, workspace, monkeypatch):
+    """RecBole's TraditionalTrainer forces one epoch; with eval_step > 1 it used to skip
+    validation and the test then looked for a checkpoint that was never written."""
+    monkeypatch.chdir(tmp_path)
+    _, config_file = workspace
+    for name in ("Pop", "ItemKNN", "EASE"):
+        result = quick_start.run_recbole_kgin(
+            name, "tiny", [str(config_file)],
+            {"epochs": 5, "eval_step": 3, "checkpoint_dir": str(tmp_path / "saved")})
+        assert result["epochs_run"] == 1 and result["best_epoch"] == 0
+        assert math.isfinite(result["test_result"]["recall@20"])
 
 
-def test_ctrl_c_keeps_finished_models(workspace, monkeypatch):
-    original = quick_start.fit_and_test
+def test_ctrl_c_keeps_finished_models_and_lists_the_missing(ray_local, workspace, monkeypatch):
+    original = compare.run_model
 
-    def interrupt_second(config, *args, **kwargs):
-        if config["model"] == "LightGCN":
+    def interrupt_second(name, *args, **kwargs):
+        if name == "Pop":
             raise KeyboardInterrupt
-        return original(config, *args, **kwargs)
+        return original(name, *args, **kwargs)
 
-    monkeypatch.setattr(quick_start, "fit_and_test", interrupt_second)
-    assert cli.main(["compare", *_argv(workspace, ["BPR", "LightGCN"], "ctrlc")]) == 130
+    monkeypatch.setattr(compare, "run_model", interrupt_second)
+    assert cli.main(["compare", *_argv(workspace, ["BPR", "Pop", "EASE"], "ctrlc")]) == 130
     run_dir = workspace[0] / "out" / "ctrlc"
     assert json.loads((run_dir / "models" / "BPR.json").read_text())["status"] == "ok"
-    assert not (run_dir / "models" / "LightGCN.json").exists()
-    assert "| BPR |" in (run_dir / "table.md").read_text()
+    rows = _csv(run_dir / "table.csv")
+    assert rows["BPR"]["status"] == "ok"
+    assert rows["Pop"]["status"] == rows["EASE"]["status"] == "not run"
+    assert "not run: interrupted" in (run_dir / "table.md").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--models", "BPR,LightGcn"], "unknown model 'LightGcn'.*did you mean LightGCN"),
+    (["--models", "BPR,SASRec"], "SEQUENTIAL"),
+    (["--models", "BPR,BPR"], "listed twice"),
+    (["--models", "BPR,RaCT"], "RaCT is refused"),
+    (["--epochs=0"], "--epochs must be an integer >= 1"),
+    (["--epochs=abc"], "--epochs=abc: expected an integer"),
+    (["--seeds", "0"], "--seeds must be an integer >= 1"),
+    (["--patience", "3", "--eval_step=2"], "multiple of eval_step"),
+    (["--dataset", "no-such-data"], "dataset 'no-such-data' not found"),
+    (["--model=KGIN"], "not an override of compare"),
+])
+def test_bad_compare_input_is_one_line_and_writes_nothing(workspace, capsys, extra, message):
+    root, config_file = workspace
+    argv = ["--dataset", "tiny", "--models", "BPR,Pop", "--out", str(root / "bad-out"),
+            "--config_files", str(config_file), *extra]
+    # later flags win in argparse: the case's --dataset / --models replace the defaults above
+    with pytest.raises(UsageError, match=message):
+        compare.main(argv)
+    assert cli.main(["compare", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert not (root / "bad-out").exists()
+
+
+def test_spaces_may_not_search_the_budget(workspace, tmp_path, monkeypatch):
+    space = tmp_path / "BPR.yaml"
+    space.write_text("epochs: {choice: [1, 2]}\n")
+    monkeypatch.setattr(protocol, "space_file", lambda model, properties: space)
+    with pytest.raises(UsageError, match="'epochs' is part of the equal budget"):
+        compare.main(_argv(workspace, ["BPR"], "space", "--trials", "2"))
+
+
+# ---------------------------------------------------------------------------------------------
+# protocol and report units
+
+
+def test_paired_test_equals_scipy_on_a_crafted_case():
+    from scipy.stats import wilcoxon
+
+    ref = {f"u{i}": v for i, v in enumerate([0.5, 0.2, 0.9, 0.4, 0.7, 0.3, 0.8, 0.6])}
+    other = {f"u{i}": v for i, v in enumerate([0.4, 0.25, 0.5, 0.1, 0.65, 0.05, 0.3, 0.55])}
+    other["extra"] = 1.0  # users only one model has are left out
+    p, n = protocol.paired_test(ref, other)
+    assert n == 8
+    assert p == pytest.approx(wilcoxon(list(ref.values()), [other[u] for u in ref]).pvalue)
+    assert protocol.paired_test(ref, dict(ref)) == (1.0, 8)
+
+
+def test_mean_std_aggregation():
+    records = [{"test_result": {"recall@20": v}} for v in (0.1, 0.2, 0.4)]
+    out = protocol.aggregate(records, ["recall@20"])
+    assert out["recall@20"] == pytest.approx(0.7 / 3)
+    assert out["recall@20_std"] == pytest.approx(np.std([0.1, 0.2, 0.4], ddof=1))
+    assert protocol.mean_std([0.3]) == (0.3, 0.0)
+
+
+def test_convergence_flag():
+    history = [{"epoch": e, "score": s} for e, s in enumerate([0.1, 0.2, 0.3, 0.4])]
+    assert protocol.converged(history, 4, 4, 2) is False  # at the cap, still improving
+    flat = [{"epoch": e, "score": s} for e, s in enumerate([0.1, 0.4, 0.3, 0.3, 0.3])]
+    assert protocol.converged(flat, 5, 5, 3) is True  # best 3 epochs before the cap
+    assert protocol.converged(history, 3, 10, 2) is True  # stopped early
+    tie = [{"epoch": e, "score": s} for e, s in enumerate([0.1, 0.4, 0.4])]
+    assert protocol.converged(tie, 3, 3, 2) is False  # a tie counts as the later epoch
+
+
+def test_split_seed_fixes_the_split_while_the_seed_varies(workspace):
+    _, config_file = workspace
+    prints = {}
+    for seed, split_seed in ((1, 5), (2, 5), (2, None)):
+        config = quick_start.create_config("BPR", "tiny", [str(config_file)],
+                                           {"seed": seed, "split_seed": split_seed})
+        prints[(seed, split_seed)] = split_fingerprint(*quick_start.load_data(config)[1:])
+    assert prints[(1, 5)] == prints[(2, 5)]
+    assert prints[(2, None)] != prints[(2, 5)]
+
+
+def test_test_selected_split_is_labelled():
+    summary = {"budget": protocol.Budget(5, 2).as_dict(), "search": {}, "valid_metric": "Recall@20",
+               "seeds": [1], "split_seed": 1, "test_selected": True}
+    assert any("test-selected" in line for line in report.budget_lines(summary))
 
 
 def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
     target = tmp_path / "table.md"
-    compare.write_atomic(target, "old\n")
+    files.write_atomic(target, "old\n")
+    assert oct(target.stat().st_mode & 0o777) != oct(0o600)
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
-        compare.write_atomic(target, "new\n")
+        files.write_atomic(target, "new\n")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["table.md"]
 
 
-def test_items_missing_from_the_kg_are_dropped_for_every_model(tmp_path):
-    """RecBole's knowledge-aware dataset drops interactions of items without an entity; compare
-    gives BPR the same interactions, so both rows share one split. Without that, they differ."""
-    data = tmp_path / "data"
-    write_kg_dataset(data, name="holes", unlinked_items=10)
-    config = tiny_config(data)
-    config.pop("epochs")
-    config_file = tmp_path / "holes.yaml"
-    config_file.write_text(yaml.safe_dump(config))
-    argv = ["--dataset", "holes", "--models", "BPR,CKE", "--out", str(tmp_path / "out"),
-            "--config_files", str(config_file), "--epochs=1"]
-
-    assert compare.main([*argv, "--run", "auto"]) == 0
-    summary = json.loads((tmp_path / "out" / "auto" / "results.json").read_text())
-    assert summary["protocol"]["kg_linked_items_only"] is True
-    assert summary["split_check"]["same_split"] is True
-    prints = {r["model"]: r["split"] for r in summary["models"]}
-    inter_lines = (data / "holes" / "holes.inter").read_text().splitlines()[1:]
-    linked_pairs = [line for line in inter_lines if int(line.split("\t")[1][1:]) < 70]
-    assert sum(prints["BPR"][part]["pairs"] for part in ("train", "valid", "test")) == \
-        len(linked_pairs) < len(inter_lines)
-    assert "interactions: only those whose item is linked" in \
-        (tmp_path / "out" / "auto" / "table.md").read_text()
-
-    assert compare.main([*argv, "--run", "off", "--kg_linked_items_only=False"]) == 0
-    summary = json.loads((tmp_path / "out" / "off" / "results.json").read_text())
-    assert summary["split_check"]["same_split"] is False
-    bpr = {r["model"]: r["split"] for r in summary["models"]}["BPR"]
-    assert sum(bpr[part]["pairs"] for part in ("train", "valid", "test")) == len(inter_lines)
+def test_results_json_is_strict_json(tmp_path):
+    files.write_json(tmp_path / "r.json", {"best": float("-inf"), "x": np.float32(0.5)})
+    assert json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: 1 / 0) == \
+        {"best": None, "x": 0.5}
 
 
 def test_kg_filter_on_a_dataset_without_kg_is_a_clear_error(tmp_path):
@@ -302,15 +328,3 @@ def test_kg_filter_on_a_dataset_without_kg_is_a_clear_error(tmp_path):
     config = quick_start.create_config("BPR", "nokg", None, config)
     with pytest.raises(ValueError, match=r"kg_linked_items_only: dataset nokg has no \.kg file"):
         quick_start.load_data(config)
-
-
-def test_kg_filter_flag_does_not_invalidate_finished_knowledge_aware_models(workspace, monkeypatch):
-    """A KG model run alone (no kg_linked_items_only) is reused by a later mixed comparison, which
-    adds the flag; a general model is not, because the flag changes its data."""
-    assert compare.main(_argv(workspace, ["CKE"], "reuse")) == 0
-    recorder = _Recorder(monkeypatch)
-    assert compare.main(_argv(workspace, ["CKE", "BPR"], "reuse")) == 0
-    assert recorder.calls == ["BPR"]
-    assert compare.main(_argv(workspace, ["BPR"], "reuse-bpr", "--kg_linked_items_only=False")) == 0
-    with pytest.raises(cli.UsageError, match="kg_linked_items_only"):
-        compare.main(_argv(workspace, ["CKE", "BPR"], "reuse-bpr"))
