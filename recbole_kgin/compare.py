@@ -465,16 +465,15 @@ def main(argv=None):
             rows[name] = previous
 
     def ordered(interrupted=False):
-        out = []
-        for n in names:
-            if n in rows:
-                out.append(rows[n])
-            elif interrupted:
-                out.append({"model": n, "status": "not run",
-                            "error": "interrupted before it finished; re-run the command to continue"})
-        return out
+        """Every requested model has a row: one not finished yet is listed as not run, so a table
+        left by a killed command says what is missing."""
+        why = ("interrupted before it finished" if interrupted else
+               "not finished (still to run, or the command was killed)")
+        return [rows.get(n) or {"model": n, "status": "not run",
+                                "error": f"{why}; re-run the command to continue"} for n in names]
 
     print(f"compare on {args.dataset}: {', '.join(names)} -> {run_dir}", flush=True)
+    write_outputs(run_dir, summary, ordered(), seeds, decimals)
     print(f"budget: {budget.as_dict()}", flush=True)
     start = time.perf_counter()
     started = search.start_ray(args.address)

@@ -199,8 +199,12 @@ def test_traditional_models_run_with_any_eval_step(tmp_path, workspace, monkeypa
 def test_ctrl_c_keeps_finished_models_and_lists_the_missing(ray_local, workspace, monkeypatch):
     original = compare.run_model
 
+    seen = {}
+
     def interrupt_second(name, *args, **kwargs):
         if name == "Pop":
+            # what a SIGKILL now would leave: the table already lists Pop and EASE as not run
+            seen.update(_csv(workspace[0] / "out" / "ctrlc" / "table.csv"))
             raise KeyboardInterrupt
         return original(name, *args, **kwargs)
 
@@ -212,6 +216,7 @@ def test_ctrl_c_keeps_finished_models_and_lists_the_missing(ray_local, workspace
     assert rows["BPR"]["status"] == "ok"
     assert rows["Pop"]["status"] == rows["EASE"]["status"] == "not run"
     assert "not run: interrupted" in (run_dir / "table.md").read_text()
+    assert [seen[m]["status"] for m in ("BPR", "Pop", "EASE")] == ["ok", "not run", "not run"]
 
 
 @pytest.mark.parametrize("extra, message", [
