@@ -51,9 +51,11 @@ def _argv(workspace, models=MODELS, run="r", *extra):
 @pytest.fixture(scope="module")
 def first_run(ray_local, workspace, tmp_path_factory):
     """The acceptance command on tiny data: 5 models, 2 trials, 2 seeds, 2 epochs."""
+    cwd = tmp_path_factory.mktemp("cwd")
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp_path_factory.mktemp("cwd"))
+        mp.chdir(cwd)
         code = cli.main(["compare", *_argv(workspace, MODELS, "r", "--trials", "2", "--seeds", "2")])
+    assert list(cwd.iterdir()) == []  # no log/, log_tensorboard/ or saved/ in the working directory
     return code, workspace[0] / "out" / "r"
 
 
@@ -301,6 +303,40 @@ def test_test_selected_split_is_labelled():
     summary = {"budget": protocol.Budget(5, 2).as_dict(), "search": {}, "valid_metric": "Recall@20",
                "seeds": [1], "split_seed": 1, "test_selected": True}
     assert any("test-selected" in line for line in report.budget_lines(summary))
+
+
+def test_dataset_converted_with_the_papers_protocol_is_test_selected(tmp_path):
+    folder = tmp_path / "paperlike"
+    folder.mkdir()
+    config = {"data_path": str(tmp_path), "dataset": "paperlike"}
+    assert compare._test_selected(config) is False
+    (folder / "stats.json").write_text(json.dumps({"protocol": "paper", "test_selected": True}))
+    assert compare._test_selected(config) is True
+
+
+class _FakeTrainer:
+    """What fit_and_test reads from a trainer: a validation history with a tie."""
+
+    def __init__(self, scores):
+        self.valid_history = [(e, s, {"recall@20": s}) for e, s in enumerate(scores)]
+        self.epoch_seconds = [1.0] * len(scores)
+        self.saved_model_file = None
+
+    def fit(self, *args, **kwargs):
+        return max(s for _, s, _ in self.valid_history), {}
+
+    def evaluate(self, *args, **kwargs):
+        return {}
+
+
+def test_best_epoch_on_a_tie_is_the_later_one_like_recboles_checkpoint():
+    import torch
+
+    config = {"show_progress": False, "valid_metric_bigger": True, "model": "X", "dataset": "d",
+              "valid_metric": "Recall@20"}
+    result = quick_start.fit_and_test(config, torch.nn.Linear(1, 1), _FakeTrainer([0.1, 0.3, 0.3, 0.2]),
+                                      None, None, None, saved=False, evaluate_test=False)
+    assert result["best_epoch"] == 2
 
 
 def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
