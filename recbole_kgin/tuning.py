@@ -49,6 +49,7 @@ import sys
 import time
 from pathlib import Path
 
+from recbole_kgin import ray_api
 from recbole_kgin.errors import UsageError, split_overrides
 from recbole_kgin.tune_space import (
     check_search_compatible,
@@ -334,12 +335,11 @@ def _set_threads(cpus):
 def run_trial(config, *, setup, dataset_blob):
     """Ray Tune function trainable: one configuration, trained and validated, never tested."""
     import ray
-    from ray.air import session
 
     from recbole_kgin.quick_start import build_model, build_trainer, create_config, fit_and_test
 
     params = {k: _plain(v) for k, v in config.items()}
-    trial_dir = Path(session.get_trial_dir()).resolve()
+    trial_dir = Path(ray_api.trial_dir()).resolve()
     gpu_ids = ray.get_gpu_ids() if setup["gpus_per_trial"] > 0 else []
     forced = {
         "checkpoint_dir": str(trial_dir / "checkpoints"),
@@ -356,13 +356,13 @@ def run_trial(config, *, setup, dataset_blob):
     model = build_model(run_config, train_data)
     trainer = build_trainer(run_config, model)
     reporter = _ValidationReporter(bool(run_config["valid_metric_bigger"]),
-                                   int(run_config["epochs"]), session.report)
+                                   int(run_config["epochs"]), ray_api.report)
     trainer.epoch_callback = reporter
     result = fit_and_test(run_config, model, trainer, train_data, valid_data, None, saved=False,
                           show_progress=False, evaluate_test=False)
     if reporter.last is None:
         raise RuntimeError("the trial finished without a validation (check epochs and eval_step)")
-    session.report({**reporter.last, "finished": True,
+    ray_api.report({**reporter.last, "finished": True,
                     "seconds_per_epoch": result["seconds_per_epoch"],
                     "n_params": result["n_params"]})
 
@@ -414,7 +414,6 @@ def _make_trainable(settings, dataset_blob):
 
 def _make_tuner(settings, exp_dir, trainable, callbacks):
     from ray import tune
-    from ray.air import FailureConfig, RunConfig
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if settings["scheduler"] == "asha":
@@ -432,9 +431,9 @@ def _make_tuner(settings, exp_dir, trainable, callbacks):
         scheduler=scheduler, search_alg=search_alg,
         reuse_actors=settings["gpus_per_trial"] == 0,
     )
-    run_config = RunConfig(
+    run_config = ray_api.run_config(
         name=Path(exp_dir).name, storage_path=str(Path(exp_dir).parent),
-        failure_config=FailureConfig(max_failures=settings["max_failures"]),
+        max_failures=settings["max_failures"],
         callbacks=[_end_log_callback(exp_dir), *(callbacks or [])], verbose=settings.get("verbose", 1),
     )
     return tune.Tuner(trainable, param_space=to_param_space(space, settings["search"]),
