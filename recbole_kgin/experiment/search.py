@@ -181,7 +181,7 @@ def _tuner(settings, exp_dir, trainable, param_space, scheduler, search_alg, num
 
     from ray import tune
 
-    from recbole_kgin.ray_api import FailureConfig, RunConfig
+    from recbole_kgin import ray_api
 
     if not settings.get("verbose"):  # Ray's console tables and INFO lines off; its files stay
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -190,9 +190,9 @@ def _tuner(settings, exp_dir, trainable, param_space, scheduler, search_alg, num
         metric=METRIC, mode=settings["mode"], num_samples=num_samples, scheduler=scheduler,
         search_alg=search_alg, reuse_actors=settings["gpus_per_trial"] == 0,
     )
-    run_config = RunConfig(
+    run_config = ray_api.run_config(
         name=Path(exp_dir).name, storage_path=str(Path(exp_dir).parent),
-        failure_config=FailureConfig(max_failures=settings["max_failures"]),
+        max_failures=settings["max_failures"],
         callbacks=[_end_log_callback(exp_dir), *(callbacks or [])],
         verbose=settings.get("verbose", 0),
     )
