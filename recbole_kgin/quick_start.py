@@ -50,8 +50,21 @@ def load_data(config, dataset=None):
         dataset = build_dataset(config)
     else:
         init_seed(split_seed(config), config["reproducibility"])
+    check_topk(config, dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     return dataset, train_data, valid_data, test_data
+
+
+def check_topk(config, dataset):
+    """Full ranking needs fewer cut-offs than items: refuse before training, not at validation."""
+    topk = config["topk"]
+    topk = [topk] if isinstance(topk, int) else list(topk or [])
+    n_items = dataset.item_num - 1  # without RecBole's padding item
+    if topk and max(topk) > n_items:
+        raise UsageError(
+            f"config key 'topk' = {topk}: dataset '{config['dataset']}' has only {n_items} items; "
+            f"use cut-offs up to {n_items} (e.g. --topk=[{min(10, n_items)}] "
+            f"--valid_metric=Recall@{min(10, n_items)})")
 
 
 def split_seed(config):
@@ -265,10 +278,12 @@ def run_recbole_kgin(model=None, dataset=None, config_file_list=None, config_dic
     return result
 
 
-def load_checkpoint_run(model_file, trust=False, overrides=None):
+def load_checkpoint_run(model_file, trust=False, overrides=None, checkpoint=None):
     """Rebuild a checkpoint's run: ``(checkpoint, config, dataset, train, valid, test, model)``
-    with the selected weights loaded and the dataset checked against the checkpoint."""
-    checkpoint = load_checkpoint(model_file, trust=trust)
+    with the selected weights loaded and the dataset checked against the checkpoint
+    (``checkpoint``: the file's content when already loaded)."""
+    if checkpoint is None:
+        checkpoint = load_checkpoint(model_file, trust=trust)
     config = config_from_checkpoint(checkpoint, overrides, path=str(model_file))
     init_logger(config)
     dataset, train_data, valid_data, test_data = load_data(config)
