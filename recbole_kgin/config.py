@@ -26,7 +26,7 @@ import yaml
 
 from recbole.config import Config as RecBoleConfig
 
-from recbole_kgin.config_check import check_dataset_exists, check_keys, check_values, resolve_model
+from recbole_kgin.config_check import check_keys, check_values, resolve_model
 from recbole_kgin.errors import UsageError
 from recbole_kgin.utils import get_model
 
@@ -132,5 +132,4 @@ class Config(RecBoleConfig):
         final = super()._get_final_config_dict()
         check_keys(self.external_config_dict, self.internal_config_dict, self._key_sources)
         check_values(final, self._key_sources)
-        check_dataset_exists(final, self.dataset)
         return final

@@ -20,7 +20,7 @@ import yaml
 from recbole_kgin.errors import UsageError
 
 
-class ConfigError(UsageError, ValueError):
+class ConfigValueError(UsageError, ValueError):
     """A bad configuration key or value (a ValueError too, as RecBole's own checks raise)."""
 
 
@@ -97,7 +97,7 @@ def check_keys(external, internal, sources):
         hint = closest(str(key), known)
         where = sources.get(key, f"--{key}")
         suggestion = f": did you mean '{hint}'?" if hint else ""
-        raise ConfigError(f"unknown config key '{key}' (from {where}){suggestion}")
+        raise ConfigValueError(f"unknown config key '{key}' (from {where}){suggestion}")
 
 
 # ---------------------------------------------------------------------------------- values
@@ -215,13 +215,13 @@ def check_values(final, sources):
             if key == "split_seed" and value is None:
                 continue
             if not check(value):
-                raise ConfigError(f"config key '{key}' = {_describe(value)} (from "
+                raise ConfigValueError(f"config key '{key}' = {_describe(value)} (from "
                                  f"{sources.get(key, 'the defaults')}): expected {expected}")
     if str(final.get("model", "")) == "KGIN" or "ind" in sources:
         for key, options in KGIN_CHOICES.items():
             value = final.get(key)
             if value is not None and value not in options:
-                raise ConfigError(f"config key '{key}' = {_describe(value)} (from "
+                raise ConfigValueError(f"config key '{key}' = {_describe(value)} (from "
                                  f"{sources.get(key, 'the defaults')}): expected one of "
                                  f"{', '.join(options)}")
     _check_metrics(final, sources)
@@ -235,32 +235,35 @@ def _check_metrics(final, sources):
     for metric in metrics:
         if not isinstance(metric, str) or metric.lower() not in metric_types:
             hint = closest(str(metric).lower(), metric_types)
-            raise ConfigError(f"config key 'metrics': unknown metric {_describe(metric)}"
+            raise ConfigValueError(f"config key 'metrics': unknown metric {_describe(metric)}"
                              + (f": did you mean '{hint}'?" if hint else ""))
     valid_metric = final.get("valid_metric")
     if not isinstance(valid_metric, str) or not valid_metric:
-        raise ConfigError(f"config key 'valid_metric' = {_describe(valid_metric)}: expected "
+        raise ConfigValueError(f"config key 'valid_metric' = {_describe(valid_metric)}: expected "
                          "e.g. Recall@20")
     name, _, k = valid_metric.lower().partition("@")
     names = [m.lower() for m in metrics]
     topk = final.get("topk")
     topk = [topk] if _is_int(topk) else list(topk or [])
     if name not in names or (k and (not k.isdigit() or int(k) not in topk)):
-        raise ConfigError(
+        raise ConfigValueError(
             f"config key 'valid_metric' = '{valid_metric}' (from "
             f"{sources.get('valid_metric', 'the defaults')}) is not computed: metrics are "
             f"{metrics} at topk {topk}")
 
 
-def check_dataset_exists(final, dataset):
-    """A dataset folder must exist (RecBole would otherwise try to download it)."""
-    if dataset == "ml-100k":
+def check_dataset_exists(config):
+    """The dataset folder must exist (RecBole would otherwise try to download it). ``config`` is a
+    finished Config: its ``data_path`` already ends in the dataset's name."""
+    if config["dataset"] == "ml-100k":
         return
-    data_path = final.get("data_path")
-    folder = os.path.join(str(data_path), str(dataset))
+    saved = config["dataset_save_path"] if "dataset_save_path" in config else None
+    if saved and os.path.isfile(str(saved)):  # RecBole reloads a saved dataset from there
+        return
+    folder = str(config["data_path"])
     if not os.path.isdir(folder):
-        raise ConfigError(
-            f"dataset '{dataset}' not found: no directory {folder} (convert one with "
+        raise ConfigValueError(
+            f"dataset '{config['dataset']}' not found: no directory {folder} (convert one with "
             "'run_recbole_kgin.py convert', or set --data_path)")
 
 
@@ -308,6 +311,6 @@ def resolve_model(name):
                 hint = resolve_model(hint)
             except UsageError:
                 pass
-    raise ConfigError(f"unknown model '{name}': not one of this package's models "
+    raise ConfigValueError(f"unknown model '{name}': not one of this package's models "
                      f"({', '.join(MODELS)}) nor a RecBole 1.2.1 model"
                      + (f"; did you mean '{hint}'?" if hint else ""))

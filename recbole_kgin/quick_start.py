@@ -15,6 +15,7 @@ from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_kgin import checkpoint as ckpt
 from recbole_kgin.config import Config
+from recbole_kgin.config_check import check_dataset_exists
 from recbole_kgin.errors import UsageError
 from recbole_kgin.trainer import load_checkpoint
 from recbole_kgin.utils import get_model, get_trainer
@@ -254,6 +255,7 @@ def run_recbole_kgin(model=None, dataset=None, config_file_list=None, config_dic
         config = config_from_checkpoint(checkpoint, config_dict, path=str(resume))
     else:
         config = create_config(model, dataset, config_file_list, config_dict)
+    check_dataset_exists(config)
     init_logger(config)
     logger = getLogger()
     logger.info(config)
@@ -285,6 +287,7 @@ def load_checkpoint_run(model_file, trust=False, overrides=None, checkpoint=None
     if checkpoint is None:
         checkpoint = load_checkpoint(model_file, trust=trust)
     config = config_from_checkpoint(checkpoint, overrides, path=str(model_file))
+    check_dataset_exists(config)
     init_logger(config)
     dataset, train_data, valid_data, test_data = load_data(config)
     ckpt.check_dataset(checkpoint, train_data._dataset, model_file)
