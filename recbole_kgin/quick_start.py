@@ -51,7 +51,6 @@ def load_data(config, dataset=None):
         dataset = build_dataset(config)
     else:
         init_seed(split_seed(config), config["reproducibility"])
-    check_topk(config, dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     return dataset, train_data, valid_data, test_data
 
@@ -61,7 +60,7 @@ def check_topk(config, dataset):
     topk = config["topk"]
     topk = [topk] if isinstance(topk, int) else list(topk or [])
     n_items = dataset.item_num - 1  # without RecBole's padding item
-    if topk and max(topk) > n_items:
+    if topk and max(topk) > dataset.item_num:  # RecBole ranks the padding item too
         raise UsageError(
             f"config key 'topk' = {topk}: dataset '{config['dataset']}' has only {n_items} items; "
             f"use cut-offs up to {n_items} (e.g. --topk=[{min(10, n_items)}] "
@@ -123,6 +122,7 @@ def fit_and_test(config, model, trainer, train_data, valid_data, test_data, save
     test once. Returns a plain dict (JSON-serialisable)."""
     if show_progress is None:
         show_progress = bool(config["show_progress"])
+    check_topk(config, train_data._dataset)
     start = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=show_progress
