@@ -182,6 +182,7 @@ VALUE_RULES = {
     "valid_metric_bigger": (_bool, "True or False"),
     "kg_reverse_r": (_bool, "True or False"),
     "kg_linked_items_only": (_bool, "True or False"),
+    "kg_keep_unlinked_items": (_bool, "True or False"),
     "kg_dedup": (_bool, "True or False"),
     "joint_init": (_bool, "True or False"),
     "checkpoint_dir": (lambda v: isinstance(v, str) and v != "", "a directory name"),

@@ -38,6 +38,9 @@ def build_dataset(config):
     every interaction whose item has no entity in the KG, before the split. Comparisons set it so
     that every model is trained and tested on the same pairs.
     """
+    from recbole_kgin.data.kg_links import install
+
+    install()
     init_seed(split_seed(config), config["reproducibility"])
     if _wants_kg_filter(config):
         return _kg_filtered_dataset(config)
