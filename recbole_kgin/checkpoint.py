@@ -218,6 +218,11 @@ def load(path, trust=False):
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # torch's zip or a pickle
+        raise CheckpointError(f"checkpoint {path} is truncated or not a checkpoint "
+                              "(neither a torch file nor a pickle)")
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

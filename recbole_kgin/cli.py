@@ -77,9 +77,12 @@ def _train_main(argv):
     parser.add_argument("--result_file", default=None, metavar="PATH",
                         help="write best validation / test metrics, best epoch, epochs run and "
                         "the checkpoint path as JSON")
-    quick_start = not argv
     args, rest = parser.parse_known_args(argv)
     overrides = split_overrides(rest)
+    # no model, dataset, config file or override: the quick start (--saved / --result_file may
+    # still be given)
+    quick_start = (args.model is None and args.dataset is None and not args.config_files
+                   and not overrides and args.resume is None)
     saved = parse_bool("--saved", args.saved)
     files = config_file_list(args.config_files)
     model, dataset = args.model, args.dataset

@@ -259,14 +259,19 @@ def run_recbole_kgin(model=None, dataset=None, config_file_list=None, config_dic
     else:
         config = create_config(model, dataset, config_file_list, config_dict)
     check_dataset_exists(config)
-    init_logger(config)
-    logger = getLogger()
-    logger.info(config)
     start = time.perf_counter()
-    dataset_obj, train_data, valid_data, test_data = load_data(config)
-    logger.info(dataset_obj)
-    if checkpoint is not None:
+    if checkpoint is not None:  # check the data before anything (the log) is written
+        dataset_obj, train_data, valid_data, test_data = load_data(config)
         ckpt.check_dataset(checkpoint, train_data._dataset, resume)
+        init_logger(config)
+        logger = getLogger()
+        logger.info(config)
+    else:
+        init_logger(config)
+        logger = getLogger()
+        logger.info(config)
+        dataset_obj, train_data, valid_data, test_data = load_data(config)
+    logger.info(dataset_obj)
     model_obj = build_model(config, train_data)
     logger.info(model_obj)
     trainer = build_trainer(config, model_obj)
@@ -291,7 +296,6 @@ def load_checkpoint_run(model_file, trust=False, overrides=None, checkpoint=None
         checkpoint = load_checkpoint(model_file, trust=trust)
     config = config_from_checkpoint(checkpoint, overrides, path=str(model_file))
     check_dataset_exists(config)
-    init_logger(config)
     dataset, train_data, valid_data, test_data = load_data(config)
     ckpt.check_dataset(checkpoint, train_data._dataset, model_file)
     model = build_model(config, train_data)
