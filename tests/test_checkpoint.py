@@ -48,7 +48,10 @@ def test_checkpoint_loads_with_weights_only_and_holds_plain_data(tiny, capsys):
     result = json.loads(result_file.read_text())
     assert result["epochs_run"] == 2 and result["best_epoch"] in (1, 2)
     assert set(result) >= {"best_valid_result", "test_result", "checkpoint"}
-    assert oct(result_file.stat().st_mode & 0o777) != oct(0o600)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert result_file.stat().st_mode & 0o777 == 0o666 & ~umask  # not a temporary file's 0600
+    assert Path(result["checkpoint"]).stat().st_mode & 0o777 == 0o666 & ~umask
     data = torch.load(result["checkpoint"], weights_only=True)
     assert data["format"] == ckpt.FORMAT and data["model"] == "KGIN"
     assert data["training"]["finished"] and data["training"]["epoch"] == 1
@@ -58,6 +61,14 @@ def test_checkpoint_loads_with_weights_only_and_holds_plain_data(tiny, capsys):
     # no temporary file left next to it
     assert [p.name for p in Path(result["checkpoint"]).parent.iterdir()] == [
         Path(result["checkpoint"]).name]
+
+
+def test_saved_false_writes_no_checkpoint(tiny, capsys):
+    for value in ("0", "False", "no"):
+        assert main(tiny_args(tiny, epochs=1, checkpoint_dir=tiny / f"c{value}")
+                    + [f"--saved={value}"]) == 0
+        assert not list((tiny / f"c{value}").glob("*.pth"))
+        assert "checkpoint:" not in capsys.readouterr().out
 
 
 def test_same_seed_twice_gives_same_metrics(tiny):
@@ -171,3 +182,32 @@ def test_trusted_recbole_pickle_loads_only_with_the_flag(tiny, capsys):
     assert data["model"] == "KGIN" and data["training"] is None and data["dataset"] == "tiny"
     assert main([f"--resume={legacy}", "--trust_checkpoint"]) == 2
     assert "no training state" in capsys.readouterr().err
+
+
+def test_training_loop_equals_recboles_own(tmp_path):
+    """The loop that checkpoints every epoch trains exactly like RecBole's ``Trainer.fit``."""
+    from recbole_kgin import quick_start
+    from recbole_kgin.trainer import KGINTrainer
+    from synthetic import tiny_config
+
+    write_kg_dataset(tmp_path, n_users=40, n_items=50, per_user=8)
+    histories, tests = [], []
+    for ours in (True, False):
+        config = quick_start.create_config("KGIN", "tiny", config_dict=tiny_config(
+            tmp_path, epochs=3, embedding_size=16, train_batch_size=64,
+            checkpoint_dir=str(tmp_path / f"saved_{ours}")))
+        _, train_data, valid_data, test_data = quick_start.load_data(config)
+        model = quick_start.build_model(config, train_data)
+        if ours:
+            trainer = quick_start.build_trainer(config, model)
+            trainer.fit(train_data, valid_data, saved=True)
+            history = [s for _, s, _ in trainer.valid_history]
+        else:
+            history = []
+            trainer = KGINTrainer(config, model)  # RecBole's Trainer.fit, no checkpoints
+            trainer.fit(train_data, valid_data, saved=False,
+                        callback_fn=lambda epoch, score: history.append(float(score)))
+        histories.append(history)
+        tests.append(dict(trainer.evaluate(test_data, load_best_model=False)))
+    assert len(histories[0]) == 3 and histories[0] == histories[1]
+    assert tests[0] == tests[1]
