@@ -17,7 +17,8 @@ A checkpoint is a dict of plain data (numbers, strings, lists, dicts, tensors) a
 
 Files are written atomically: a temporary file in the same directory, flushed and fsync'ed, then
 renamed over the target (and the directory fsync'ed), so a kill at any moment leaves either the
-previous checkpoint or the new one, never a torn file.
+previous checkpoint or the new one, never a torn file; a temporary file left by a killed writer is
+removed by the next successful write of the same target.
 """
 
 import enum
@@ -62,6 +63,11 @@ def atomic_write(path, write):
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed writer
+            try:
+                stale.unlink()
+            except OSError:
+                pass
     except BaseException:
         try:
             os.unlink(tmp)

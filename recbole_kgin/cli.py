@@ -54,9 +54,16 @@ def config_file_list(values):
     return files or None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse reporting a bad option as one line (exit 2) instead of usage + exit."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
 def _train_main(argv):
-    parser = argparse.ArgumentParser(
-        prog="run_recbole_kgin.py",
+    parser = _Parser(
+        prog="run_recbole_kgin.py", allow_abbrev=False,
         description="Train and test a model (default: KGIN on RecBole's bundled ml-100k). "
         "Sub-commands: convert, compare, tune, recommend, explain (run_recbole_kgin.py SUBCOMMAND -h).",
     )

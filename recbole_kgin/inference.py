@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser(command):
-    parser = _Parser(prog=f"run_recbole_kgin.py {command}")
+    parser = _Parser(prog=f"run_recbole_kgin.py {command}", allow_abbrev=False)
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by training")
     if command == "recommend":
         parser.add_argument("--users", required=True, help="comma-separated user ids")
@@ -67,11 +67,9 @@ def _internal_ids(tokens, mapping, kind, dataset, checkpoint):
     return [index[t] for t in tokens]
 
 
-def _load(args, overrides):
-    from recbole_kgin import checkpoint as ckpt
+def _load(args, overrides, checkpoint):
     from recbole_kgin.quick_start import load_checkpoint_run
 
-    checkpoint = ckpt.load(args.checkpoint, trust=args.trust_checkpoint)
     return checkpoint, load_checkpoint_run(args.checkpoint, overrides=overrides,
                                            checkpoint=checkpoint)
 
@@ -117,7 +115,7 @@ def run_recommend(argv):
     if checkpoint.get("id_mappings"):  # fail before the dataset is built
         _internal_ids(tokens, checkpoint["id_mappings"]["user"], "user", checkpoint["dataset"],
                       args.checkpoint)
-    checkpoint, run = _load(args, overrides)
+    checkpoint, run = _load(args, overrides, checkpoint)
     _, config, _, train_data, _, _, model = run
     mappings = _mappings(checkpoint, train_data._dataset)
     users = _internal_ids(tokens, mappings["user"], "user", config["dataset"], args.checkpoint)
@@ -180,7 +178,7 @@ def run_explain(argv):
         if args.item is not None:
             _internal_ids([args.item], checkpoint["id_mappings"]["item"], "item",
                           checkpoint["dataset"], args.checkpoint)
-    checkpoint, run = _load(args, overrides)
+    checkpoint, run = _load(args, overrides, checkpoint)
     _, config, _, train_data, _, _, model = run
     mappings = _mappings(checkpoint, train_data._dataset)
     user = _internal_ids([args.user], mappings["user"], "user", config["dataset"],

@@ -98,6 +98,7 @@ TRAIN_CASES = [
     ("saved-not-bool", ["--saved=maybe"], "--saved='maybe': expected True or False"),
     ("not-an-override", ["epochs=3"], "unrecognised argument 'epochs=3'"),
     ("override-twice", ["--epochs=1", "--epochs=2"], "--epochs given twice"),
+    ("option-without-value", ["--result_file"], "argument --result_file: expected one argument"),
     ("yaml-syntax", ["--config_files=bad_syntax.yaml"], "bad_syntax.yaml:3: YAML syntax error"),
     ("yaml-type", ["--config_files=bad_type.yaml"],
      "config key 'epochs' = 'ten' (from config file bad_type.yaml)"),
