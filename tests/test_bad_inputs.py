@@ -133,6 +133,10 @@ def test_model_names_are_case_insensitive(work):
 
     assert resolve_model("kgin") == "KGIN" and resolve_model("lightgcn") == "LightGCN"
     assert resolve_model("recbolekgin") == "RecBoleKGIN"
+    from recbole_kgin.quick_start import create_config
+
+    config = create_config("kgin", "tiny", None, {"data_path": str(work)})
+    assert config["model"] == "KGIN"
 
 
 def test_config_file_name_with_a_space(work):
