@@ -256,3 +256,14 @@ def test_stale_temporary_directory_of_a_killed_convert_is_removed(work, capsys):
     assert not stale.exists() and f"removed {stale}" in printed
     assert live.exists() and "still running" in printed
     assert (out / "x" / "x.yaml").is_file()
+
+
+def test_topk_above_the_item_count_stops_before_training(work, capsys):
+    """Known only once the data are read: RecBole's log may exist, nothing else is written."""
+    before = {k: v for k, v in snapshot(work).items() if not k.startswith("log")}
+    assert main(data_args(work) + ["--topk=[100]", "--valid_metric=Recall@100",
+                                   "--result_file=r.json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "config key 'topk' = [100]: dataset 'tiny' has only 30 items" in err and "\n" not in err
+    after = {k: v for k, v in snapshot(work).items() if not k.startswith("log")}
+    assert after == before
