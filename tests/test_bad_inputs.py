@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from recbole_kgin import checkpoint as ckpt
 from recbole_kgin.cli import main
 from synthetic import write_kg_dataset
 

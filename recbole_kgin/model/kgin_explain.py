@@ -23,7 +23,6 @@ from collections import defaultdict
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 
 NORM_EPS = 1e-12  # F.normalize's eps
 
