@@ -13,13 +13,21 @@ Configuration is layered, later layers winning:
 
 Unlike RecBole's ``Config``, ``sys.argv`` is not read unless ``cmd_line=True``: the same code runs
 inside pytest, Ray workers and sub-commands whose own flags are not configuration keys.
+
+Everything is checked before any data is read (:mod:`recbole_kgin.config_check`): YAML errors name
+the file and line, unknown keys are refused with the closest known key, model names are
+case-insensitive, and the values of the common keys are checked for type and range.
 """
 
 import os
 from pathlib import Path
 
+import yaml
+
 from recbole.config import Config as RecBoleConfig
 
+from recbole_kgin.config_check import check_keys, check_values, resolve_model
+from recbole_kgin.errors import UsageError
 from recbole_kgin.utils import get_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -30,12 +38,37 @@ ATOMIC_DATA_DIR = PROJECT_ROOT / "atomic_data"
 RECBOLE_YAML_NAME = {"RecBoleKGIN": "KGIN"}
 
 
+def read_yaml(file, loader=None):
+    """A YAML config file as a dict; a one-line error naming the file (and line) otherwise."""
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"config file not found: {file}")
+    try:
+        with open(file, "r", encoding="utf-8") as handle:
+            text = handle.read()
+    except UnicodeDecodeError:
+        raise UsageError(f"{file}: not a UTF-8 text file") from None
+    try:
+        data = yaml.load(text, Loader=loader or yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UsageError(f"{where}: YAML syntax error: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{file}: expected 'key: value' lines at the top level, "
+                         f"found a {type(data).__name__}")
+    return data
+
+
 class Config(RecBoleConfig):
     """Drop-in replacement for :class:`recbole.config.Config` (same arguments, plus ``cmd_line``)."""
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None,
                  cmd_line=False):
         self._read_cmd_line = cmd_line
+        self._key_sources = {}
         super().__init__(model, dataset, config_file_list, config_dict)
 
     def _load_cmd_line(self):
@@ -47,6 +80,7 @@ class Config(RecBoleConfig):
             if model is None:
                 raise KeyError("config key 'model' is not set (pass --model=NAME)")
         if isinstance(model, str):
+            model = resolve_model(model)
             model_class = get_model(model)
         else:
             model_class, model = model, model.__name__
@@ -81,7 +115,21 @@ class Config(RecBoleConfig):
                 ]
 
     def _load_config_files(self, file_list):
+        merged = {}
         for file in file_list or []:
-            if not os.path.isfile(file):
-                raise FileNotFoundError(f"config file not found: {file}")
-        return super()._load_config_files(file_list)
+            data = read_yaml(file, self.yaml_loader)
+            for key in data:
+                self._key_sources[key] = f"config file {file}"
+            merged.update(data)
+        return merged
+
+    def _load_variable_config_dict(self, config_dict):
+        for key in config_dict or {}:
+            self._key_sources[key] = f"--{key}"
+        return super()._load_variable_config_dict(config_dict)
+
+    def _get_final_config_dict(self):
+        final = super()._get_final_config_dict()
+        check_keys(self.external_config_dict, self.internal_config_dict, self._key_sources)
+        check_values(final, self._key_sources)
+        return final

@@ -1,11 +1,14 @@
 # -*- coding: utf-8 -*-
 """Trainers: the one for KGIN, and a mixin that every model run through this package gets.
 
-The mixin changes nothing in what RecBole trains or evaluates. It
+The mixin changes nothing in what RecBole trains or evaluates (same steps, same random numbers,
+same early stopping). It
 
-* reloads RecBole checkpoints on torch >= 2.6, where ``torch.load`` defaults to
-  ``weights_only=True`` and cannot read the pickled RecBole ``Config`` a checkpoint holds
-  (checkpoints are pickles written by this trainer: load only files you trust);
+* writes safe checkpoints (:mod:`recbole_kgin.checkpoint`: plain data, ``weights_only`` loading)
+  atomically after every epoch: the best weights so far plus everything needed to resume;
+* resumes from such a checkpoint exactly: weights, optimizer, every random number generator,
+  early-stopping state, history (:meth:`RecordingTrainerMixin.resume_checkpoint`);
+* stops on a NaN or infinite loss, naming the epoch and the step;
 * records the wall time of every training epoch and every validation result, so that comparisons
   and searches report the same numbers from one place.
 """
@@ -15,12 +18,25 @@ import time
 import torch
 
 from recbole.trainer import Trainer
-from recbole.utils import KGDataLoaderState
+from recbole.utils import KGDataLoaderState, dict2str, early_stopping, set_color
+
+from recbole_kgin import checkpoint as ckpt
 
 
-def load_checkpoint(path, device="cpu"):
-    """Read a checkpoint written by RecBole's trainer (a pickle holding the run's Config)."""
-    return torch.load(str(path), map_location=device, weights_only=False)
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite."""
+
+
+def load_checkpoint(path, device="cpu", trust=False):
+    """Read a checkpoint (:func:`recbole_kgin.checkpoint.load`); tensors on ``device``."""
+    data = ckpt.load(path, trust=trust)
+    if str(device) != "cpu":
+        data["state_dict"] = {k: v.to(device) for k, v in data["state_dict"].items()}
+    return data
+
+
+def _copy_state(model):
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 class _LastStructEvaluator:
@@ -48,14 +64,34 @@ class RecordingTrainerMixin:
         self.epoch_seconds = []  # wall time of every training epoch
         self.valid_history = []  # (epoch index, valid score, valid result) per validation
         self.epoch_callback = None  # optional f(epoch_idx, valid_score, valid_result)
+        self.best_epoch = None  # epoch (from 0) of the weights selected on validation
+        self.finished = False  # training ended (last epoch or early stop)
+        self._best_state = None
+        self._pending_rng = None
+        self._loaders = {}
+        self._dataset = None
+        self._identity = None  # (fingerprint, id mappings) of the training split
+        self._epoch_idx = 0
+        self._step = 0
 
+    # ------------------------------------------------------------------ training
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
+        self._epoch_idx, self._step = epoch_idx, 0
         result = super()._train_epoch(
             train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress
         )
         self.epoch_seconds.append(time.perf_counter() - start)
         return result
+
+    def _check_nan(self, loss):
+        self._step += 1
+        if not bool(torch.isfinite(loss).all()):
+            kind = "NaN" if bool(torch.isnan(loss).any()) else "infinite"
+            raise TrainingDiverged(
+                f"training loss is {kind} at epoch {self._epoch_idx + 1}, step {self._step}: "
+                "training stopped (try a lower learning_rate); the last checkpoint is kept"
+            )
 
     def _valid_epoch(self, valid_data, show_progress=False):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
@@ -65,22 +101,148 @@ class RecordingTrainerMixin:
             self.epoch_callback(epoch_idx, float(valid_score), dict(valid_result))
         return valid_score, valid_result
 
+    def _base_fit(self):
+        mro = type(self).__mro__
+        for cls in mro[mro.index(RecordingTrainerMixin) + 1:]:
+            if "fit" in cls.__dict__:
+                return cls.__dict__["fit"]
+        return None
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
+            callback_fn=None):
+        """RecBole's training loop (same order of work, same early stopping), plus a checkpoint
+        after every epoch and exact resumption. Trainers with their own ``fit`` keep it."""
+        if self._base_fit() is not Trainer.fit:
+            return super().fit(train_data, valid_data, verbose=verbose, saved=saved,
+                               show_progress=show_progress, callback_fn=callback_fn)
+        self._loaders = {"train": train_data, "valid": valid_data}
+        self._dataset = train_data._dataset
+        self.eval_collector.data_collect(train_data)
+        if self.config["train_neg_sample_args"].get("dynamic", False):
+            train_data.get_model(self.model)
+        if self._pending_rng is not None:
+            ckpt.set_rng_state(self._pending_rng, self._loaders)
+            self._pending_rng = None
+        if self.finished:
+            return self.best_valid_score, self.best_valid_result
+        validates = self.eval_step > 0 and bool(valid_data)
+
+        for epoch_idx in range(self.start_epoch, self.epochs):
+            start = time.time()
+            train_loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
+            self.train_loss_dict[epoch_idx] = (
+                sum(train_loss) if isinstance(train_loss, tuple) else train_loss
+            )
+            if verbose:
+                self.logger.info(self._generate_train_loss_output(
+                    epoch_idx, start, time.time(), train_loss))
+            self._add_train_loss_to_tensorboard(epoch_idx, train_loss)
+            stop = False
+            if not validates:
+                self.best_epoch = epoch_idx  # RecBole keeps the last epoch's weights
+                if saved:
+                    self._best_state = _copy_state(self.model)
+            elif (epoch_idx + 1) % self.eval_step == 0:
+                valid_start = time.time()
+                valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+                self.best_valid_score, self.cur_step, stop, update = early_stopping(
+                    valid_score, self.best_valid_score, self.cur_step,
+                    max_step=self.stopping_step, bigger=self.valid_metric_bigger,
+                )
+                if verbose:
+                    self.logger.info(
+                        (set_color("epoch %d evaluating", "green") + " ["
+                         + set_color("time", "blue") + ": %.2fs, "
+                         + set_color("valid_score", "blue") + ": %f]")
+                        % (epoch_idx, time.time() - valid_start, valid_score))
+                    self.logger.info(set_color("valid result", "blue") + ": \n"
+                                     + dict2str(valid_result))
+                self.tensorboard.add_scalar("Vaild_score", valid_score, epoch_idx)
+                if update:
+                    self.best_valid_result = valid_result
+                    self.best_epoch = epoch_idx
+                    if saved:
+                        self._best_state = _copy_state(self.model)
+                if callback_fn:
+                    callback_fn(epoch_idx, valid_score)
+                if stop and verbose:
+                    self.logger.info("Finished training, best eval result in epoch %d"
+                                     % (epoch_idx - self.cur_step * self.eval_step))
+            self.finished = stop or epoch_idx == self.epochs - 1
+            if saved:
+                self._save_checkpoint(epoch_idx, verbose=verbose)
+            if stop:
+                break
+        self._add_hparam_to_tensorboard(self.best_valid_score)
+        return self.best_valid_score, self.best_valid_result
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_dict(self, epoch):
+        """The safe checkpoint after ``epoch`` (see :mod:`recbole_kgin.checkpoint`)."""
+        config = self.config
+        if self._identity is None and self._dataset is not None:
+            self._identity = (ckpt.dataset_fingerprint(self._dataset),
+                              ckpt.id_mappings(self._dataset))
+        fingerprint, mappings = self._identity or (None, {})
+        best_state = self._best_state if self._best_state is not None else _copy_state(self.model)
+        return {
+            "format": ckpt.FORMAT, "version": ckpt.VERSION,
+            "model": config["model"], "dataset": config["dataset"],
+            "config": ckpt.plain(dict(config.final_config_dict)),
+            "config_overrides": ckpt.plain(dict(config.external_config_dict)),
+            "dataset_fingerprint": fingerprint,
+            "id_mappings": mappings,
+            "state_dict": best_state,
+            "other_parameter": ckpt.pack_other(self.model.other_parameter()),
+            "best": {"epoch": self.best_epoch, "valid_score": float(self.best_valid_score),
+                     "valid_result": ckpt.plain(self.best_valid_result)},
+            "training": {
+                "epoch": epoch, "finished": self.finished, "epochs": self.epochs,
+                "state_dict": _copy_state(self.model),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": ckpt.rng_state(self._loaders),
+                "cur_step": self.cur_step,
+                "best_valid_score": float(self.best_valid_score),
+                "best_valid_result": ckpt.plain(self.best_valid_result),
+                "train_loss": {int(k): ckpt.plain(v) for k, v in self.train_loss_dict.items()},
+                "epoch_seconds": list(self.epoch_seconds),
+                "valid_history": [[e, s, ckpt.plain(r)] for e, s, r in self.valid_history],
+            },
+        }
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        ckpt.save(self.checkpoint_dict(epoch), path)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {path}")
+
     def _restore_weights(self, checkpoint):
         self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.model.load_other_parameter(ckpt.unpack_other(checkpoint.get("other_parameter")))
 
-    def resume_checkpoint(self, resume_file):
-        checkpoint = load_checkpoint(resume_file, self.device)
+    def resume_checkpoint(self, resume_file, checkpoint=None):
+        """Continue the run saved in ``resume_file`` (a dict already loaded may be passed)."""
+        checkpoint = checkpoint or load_checkpoint(resume_file)
+        state = checkpoint.get("training")
+        if not state:
+            raise ckpt.CheckpointError(
+                f"checkpoint {resume_file} holds no training state (written by RecBole or "
+                "converted): it can be evaluated, not resumed")
         self.saved_model_file = str(resume_file)
-        self.start_epoch = checkpoint["epoch"] + 1
-        self.cur_step = checkpoint["cur_step"]
-        self.best_valid_score = checkpoint["best_valid_score"]
-        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
-            self.logger.warning(
-                f"checkpoint {resume_file} was written by model {checkpoint['config']['model']}"
-            )
-        self._restore_weights(checkpoint)
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.model.load_state_dict(state["state_dict"])
+        self.model.load_other_parameter(ckpt.unpack_other(checkpoint.get("other_parameter")))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.finished = bool(state["finished"])
+        self.cur_step = int(state["cur_step"])
+        self.best_valid_score = state["best_valid_score"]
+        self.best_valid_result = state["best_valid_result"]
+        self.best_epoch = checkpoint["best"]["epoch"]
+        self._best_state = {k: v.clone() for k, v in checkpoint["state_dict"].items()}
+        self.train_loss_dict = {int(k): v for k, v in state["train_loss"].items()}
+        self.epoch_seconds = list(state["epoch_seconds"])
+        self.valid_history = [(int(e), float(s), dict(r)) for e, s, r in state["valid_history"]]
+        self._pending_rng = state["rng"]
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     @torch.no_grad()

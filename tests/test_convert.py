@@ -132,8 +132,9 @@ def test_paper_protocol_exact_files(tmp_path, conv_out):
                                "link": ["item_id", "entity_id"]}
     assert cfg["eval_args"] == {"group_by": "user", "order": "RO", "mode": "full"}
     assert cfg["metrics"] == ["Recall", "NDCG", "Hit", "Precision"]
-    assert cfg["topk"] == [10, 20, 40, 50, 60, 80, 100]
-    assert cfg["valid_metric"] == "Recall@20"
+    # 5 items: the cut-offs cannot exceed them (RecBole would fail at the first validation)
+    assert stats["counts"]["items"] == 5
+    assert cfg["topk"] == [5] and cfg["valid_metric"] == "Recall@5"
 
 
 def test_duplicates_counted_per_user_only(tmp_path, conv_out):

@@ -55,22 +55,26 @@ row whose item has no interaction, so the rows must be exact.  An interacted ite
 without any triplet gets no link row (RecBole then treats it as an isolated entity);
 a KG id below the item count that no kept user interacted with stays a plain entity.
 """
-
 from __future__ import annotations
 
 import argparse
 import json
-import lzma
 import os
-import re
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+from recbole_kgin.data.common import (_SPLITS, PAPER_TABLE1, ConvertError,
+                                      default_out_root)
+from recbole_kgin.data.read import _Inter, _locate, _read_id_list, _read_kg
+from recbole_kgin.data.split import _dedup_triplets, _holdout, _resplit, _unique_pairs
+from recbole_kgin.data.stats import _detect_known, _paper_comparison, _summary
+from recbole_kgin.data.validate import _parse_ratios, check_name
+from recbole_kgin.data.write import (_install, _umask, _write_inter, _write_kg, _write_link,
+                                     _write_text, _yaml_text, clean_stale, make_temp_dir)
 
 __all__ = [
     "ConvertError",
@@ -80,426 +84,6 @@ __all__ = [
     "default_out_root",
     "main",
 ]
-
-
-class ConvertError(Exception):
-    """Bad input or a refused operation; the message is a single line."""
-
-
-# Dataset statistics of Wang et al., "Learning Intents behind Interactions with Knowledge
-# Graph for Recommendation", WWW 2021, Table 1 ("entities" excludes items).
-PAPER_TABLE1 = {
-    "amazon-book": dict(users=70_679, items=24_915, interactions=847_733,
-                        entities=88_572, relations=39, triplets=2_557_746),
-    "last-fm": dict(users=23_566, items=48_123, interactions=3_034_796,
-                    entities=58_266, relations=9, triplets=464_567),
-    "alibaba-fashion": dict(users=114_737, items=30_040, interactions=1_781_093,
-                            entities=59_156, relations=51, triplets=279_155),
-}
-_NAME_HINTS = {
-    "amazon-book": ("amazon",),
-    "last-fm": ("last-fm", "lastfm", "last_fm"),
-    "alibaba-fashion": ("alibaba", "ifashion"),
-}
-
-_INTER_HEADER = "user_id:token\titem_id:token"
-_KG_HEADER = "head_id:token\trelation_id:token\ttail_id:token"
-_LINK_HEADER = "item_id:token\tentity_id:token"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_MAX_ID = 2**31 - 1
-_SPLITS = ("train", "valid", "test")
-
-
-def default_out_root() -> Path:
-    """The repository's ``atomic_data/`` directory."""
-    import recbole_kgin
-
-    init = getattr(recbole_kgin, "__file__", None)
-    if init:
-        return Path(init).resolve().parents[1] / "atomic_data"
-    return Path(__file__).resolve().parents[2] / "atomic_data"
-
-
-# --------------------------------------------------------------------------- reading
-def _locate(src: Path, base: str) -> Path | None:
-    for candidate in (src / base, src / (base + ".xz")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        if path.name.endswith(".xz"):
-            with lzma.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
-    except lzma.LZMAError as exc:
-        raise ConvertError(f"{path}: cannot decompress ({exc})") from None
-    except OSError as exc:
-        raise ConvertError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
-_WS = np.zeros(256, dtype=bool)
-_WS[[9, 10, 11, 12, 13, 32]] = True
-_DIGIT = np.zeros(256, dtype=bool)
-_DIGIT[48:58] = True
-_POW10 = 10 ** np.arange(19, dtype=np.int64)
-
-
-def _line_of(data: bytes, pos: int) -> int:
-    return data.count(b"\n", 0, pos) + 1
-
-
-def _token_at(data: bytes, pos: int) -> str:
-    start = pos
-    while start > 0 and data[start - 1] not in b" \t\r\n\x0b\x0c":
-        start -= 1
-    end = pos
-    while end < len(data) and data[end] not in b" \t\r\n\x0b\x0c":
-        end += 1
-    tok = data[start:end].decode("utf-8", errors="replace")
-    return tok if len(tok) <= 40 else tok[:37] + "..."
-
-
-def _int_tokens(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """All whitespace-separated tokens of ``data`` as non-negative int64 values.
-
-    Returns ``(values, line_numbers)`` (1-based line of every token).  Vectorised:
-    the bytes are classified with lookup tables, token boundaries found with shifts,
-    and the decimal values summed with ``np.add.reduceat``.
-    """
-    buf = np.frombuffer(data, dtype=np.uint8)
-    ws = _WS[buf]
-    if buf.size == 0 or ws.all():
-        raise ConvertError(f"{path}:1: empty file (no data lines)")
-    cr = np.flatnonzero(buf == 13)
-    if cr.size:
-        nxt = cr + 1
-        nxt = nxt[nxt < buf.size]
-        bare = nxt[buf[nxt] != 10]
-        if bare.size:
-            raise ConvertError(f"{path}:{_line_of(data, int(bare[0]))}: "
-                               "carriage return without line feed")
-    bad = ~ws & ~_DIGIT[buf]
-    if bad.any():
-        pos = int(np.argmax(bad))
-        tok = _token_at(data, pos)
-        line = _line_of(data, pos)
-        if re.fullmatch(r"-[0-9]+", tok):
-            raise ConvertError(f"{path}:{line}: negative id {tok}")
-        raise ConvertError(f"{path}:{line}: non-integer token {tok!r}")
-    nonws = ~ws
-    prev_ws = np.empty_like(ws)
-    prev_ws[0] = True
-    prev_ws[1:] = ws[:-1]
-    next_ws = np.empty_like(ws)
-    next_ws[-1] = True
-    next_ws[:-1] = ws[1:]
-    starts = np.flatnonzero(nonws & prev_ws)
-    ends = np.flatnonzero(nonws & next_ws) + 1
-    lengths = ends - starts
-    too_long = lengths > 10
-    if too_long.any():
-        pos = int(starts[np.argmax(too_long)])
-        raise ConvertError(f"{path}:{_line_of(data, pos)}: id {_token_at(data, pos)} too large")
-    pos = np.flatnonzero(nonws)
-    expo = np.repeat(ends, lengths) - pos - 1
-    contrib = (buf[pos].astype(np.int64) - 48) * _POW10[expo]
-    offsets = np.zeros(starts.size, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=offsets[1:])
-    values = np.add.reduceat(contrib, offsets)
-    if values.max() > _MAX_ID:
-        p = int(starts[np.argmax(values > _MAX_ID)])
-        raise ConvertError(f"{path}:{_line_of(data, p)}: id {_token_at(data, p)} too large")
-    newlines = np.flatnonzero(buf == 10)
-    lines = np.searchsorted(newlines, starts) + 1
-    return values, lines
-
-
-class _Inter:
-    """The (user, item) pairs of one interaction file, with their line numbers."""
-
-    def __init__(self, path: Path, allow_empty_users: bool = False):
-        self.path = path
-        values, lines = _int_tokens(_read_bytes(path), path)
-        first = np.empty(values.size, dtype=bool)
-        first[0] = True
-        first[1:] = lines[1:] != lines[:-1]
-        alone = first.copy()
-        alone[:-1] &= first[1:]
-        if alone.any() and not allow_empty_users:
-            k = int(np.argmax(alone))
-            raise ConvertError(f"{path}:{lines[k]}: user {values[k]} has no items "
-                               "(--allow-empty-users skips such lines)")
-        self.empty_users = int(alone.sum())
-        if self.empty_users == values.size:
-            raise ConvertError(f"{path}:1: no user-item pairs in the file")
-        line_idx = np.cumsum(first) - 1
-        is_item = ~first
-        self.users = values[first][line_idx[is_item]]
-        self.items = values[is_item]
-        self.lines = lines[is_item]
-        self.user_lines = lines[first]
-        self.user_ids = values[first]
-        self.raw_pairs = int(self.items.size)
-
-    def check_range(self, kind: str, limit: int, why: str) -> None:
-        vals = self.users if kind == "user" else self.items
-        over = vals >= limit
-        if over.any():
-            k = int(np.argmax(over))
-            raise ConvertError(f"{self.path}:{self.lines[k]}: {kind} id {vals[k]} out of range "
-                               f"({why})")
-
-
-def _read_kg(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    values, lines = _int_tokens(_read_bytes(path), path)
-    counts = np.bincount(lines)
-    bad = np.flatnonzero((counts != 0) & (counts != 3))
-    if bad.size:
-        ln = int(bad[0])
-        raise ConvertError(f"{path}:{ln}: expected 3 fields 'head relation tail', "
-                           f"found {int(counts[ln])}")
-    return values.reshape(-1, 3), lines[::3]
-
-
-def _read_id_list(path: Path) -> int:
-    """Number of entries of an id list; remap ids must run 0, 1, 2, ... in order.
-
-    The header names the columns (``org_id remap_id [freebase_id]``).  Original ids may
-    contain spaces or be empty (Amazon-Book's entity list has both), so the remap id is
-    located from the end of the line: last field of a 2-column list, second to last of
-    a 3-column one.
-    """
-    data = _read_bytes(path)
-    rows = data.split(b"\n")
-    if not data.strip():
-        raise ConvertError(f"{path}:1: empty file (no header line)")
-    n_cols = len(rows[0].split())
-    if n_cols < 2 or b"remap_id" not in rows[0]:
-        raise ConvertError(f"{path}:1: expected a header line 'org_id remap_id [...]'")
-    from_end = n_cols - 1
-    n = 0
-    for ln, row in enumerate(rows[1:], start=2):
-        fields = row.split()
-        if not fields:
-            continue
-        if len(fields) < from_end:
-            raise ConvertError(f"{path}:{ln}: expected {n_cols} columns, found {len(fields)}")
-        token = fields[-from_end]
-        try:
-            remap = int(token)
-        except ValueError:
-            raise ConvertError(f"{path}:{ln}: non-integer remap_id "
-                               f"{token.decode('utf-8', 'replace')!r}") from None
-        if remap != n:
-            raise ConvertError(f"{path}:{ln}: remap_id {remap} out of sequence (expected {n})")
-        n += 1
-    if n == 0:
-        raise ConvertError(f"{path}:2: no entries after the header line")
-    return n
-
-
-# ------------------------------------------------------------------------ processing
-def _unique_pairs(users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """De-duplicated pairs sorted by (user, item)."""
-    if users.size == 0:
-        return users, items
-    key = np.unique(users.astype(np.int64) << 32 | items.astype(np.int64))
-    return key >> 32, key & 0xFFFFFFFF
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on uint64 arrays (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
-def _pair_keys(seed: int, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    base = _mix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
-    with np.errstate(over="ignore"):
-        h = _mix64(base + users.astype(np.uint64))
-        return _mix64(h + items.astype(np.uint64))
-
-
-def _rank_within_user(seed: int, users: np.ndarray, items: np.ndarray):
-    """Seeded random rank of every pair inside its user, and the user's pair count."""
-    order = np.lexsort((items, _pair_keys(seed, users, items), users))
-    su = users[order]
-    first = np.empty(su.size, dtype=bool)
-    if su.size:
-        first[0] = True
-        first[1:] = su[1:] != su[:-1]
-    starts = np.flatnonzero(first)
-    counts = np.diff(np.append(starts, su.size))
-    group = np.cumsum(first) - 1
-    rank = np.empty(su.size, dtype=np.int64)
-    rank[order] = np.arange(su.size) - starts[group]
-    n = np.empty(su.size, dtype=np.int64)
-    n[order] = counts[group]
-    return rank, n
-
-
-def _holdout(seed, users, items, ratio):
-    rank, n = _rank_within_user(seed, users, items)
-    n_valid = np.floor(n * ratio + 1e-9).astype(np.int64)
-    n_valid = np.where((n_valid == 0) & (n >= 2), 1, n_valid)
-    n_valid = np.minimum(n_valid, n - 1)
-    is_valid = rank < n_valid
-    return ~is_valid, is_valid
-
-
-def _resplit(seed, users, items, ratios):
-    _, r_valid, r_test = ratios
-    rank, n = _rank_within_user(seed, users, items)
-    n_valid = np.floor(n * r_valid + 1e-9).astype(np.int64)
-    n_test = np.floor(n * r_test + 1e-9).astype(np.int64)
-    n_train = n - n_valid - n_test
-    give = (n_test == 0) & (n_train > 1)
-    n_test += give
-    n_train -= give
-    give = (n_valid == 0) & (n_train > 1)
-    n_valid += give
-    n_train -= give
-    is_test = rank < n_test
-    is_valid = (rank >= n_test) & (rank < n_test + n_valid)
-    return ~(is_test | is_valid), is_valid, is_test
-
-
-def _dedup_triplets(kg: np.ndarray) -> tuple[np.ndarray, int]:
-    """Remove repeated triplets, keeping the first occurrence and the file order."""
-    if kg.shape[0] == 0:
-        return kg, 0
-    rel_bits = max(int(kg[:, 1].max()).bit_length(), 1)
-    ent_bits = max(int(max(kg[:, 0].max(), kg[:, 2].max())).bit_length(), 1)
-    if 2 * ent_bits + rel_bits <= 63:
-        key = (kg[:, 0] << (ent_bits + rel_bits)) | (kg[:, 1] << ent_bits) | kg[:, 2]
-        _, first = np.unique(key, return_index=True)
-    else:
-        _, first = np.unique(kg, axis=0, return_index=True)
-    first.sort()
-    return kg[first], int(kg.shape[0] - first.size)
-
-
-# --------------------------------------------------------------------------- writing
-def _write_table(path: Path, header: str, columns: list[np.ndarray]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(header + "\n")
-        if columns[0].size:
-            frame = pd.DataFrame({i: col for i, col in enumerate(columns)})
-            frame.to_csv(fh, sep="\t", header=False, index=False, lineterminator="\n")
-
-
-def _write_inter(path: Path, users: np.ndarray, items: np.ndarray) -> None:
-    _write_table(path, _INTER_HEADER, [users, items])
-
-
-def _write_kg(path: Path, kg: np.ndarray) -> None:
-    _write_table(path, _KG_HEADER, [kg[:, 0], kg[:, 1], kg[:, 2]])
-
-
-def _write_link(path: Path, items: np.ndarray) -> None:
-    _write_table(path, _LINK_HEADER, [items, items])
-
-
-def _write_text(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-
-
-def _yaml_text(name: str, stats: dict) -> str:
-    out = [f"# RecBole dataset config for '{name}', generated by recbole_kgin.data.convert."]
-    out.append(f"# Source: {stats['source']} ({', '.join(v for v in stats['files'].values() if v)})")
-    out.append(f"# Split protocol: {stats['protocol']}"
-               + (" (test-selected)" if stats["test_selected"] else ""))
-    for line in stats["protocol_description"].split("\n"):
-        out.append(f"#   {line}")
-    if stats["subsample"]:
-        s = stats["subsample"]
-        out.append(f"# Subsample: {s['users']} users (seed {stats['seed']}); KG restricted to the "
-                   f"triplets within {s['kg_hops']} hop(s) of the kept items.")
-    if not stats["paper_split"]:
-        out.append("# This is NOT the paper's train/test split.")
-    c = stats["counts"]
-    out.append(f"# Counts: users {c['users']}, items {c['items']} (linked to the KG: {c['links']}), "
-               "interactions "
-               + ", ".join(f"{k} {c['interactions'][k]}" for k in _SPLITS)
-               + f", entities {c['entities']}, relations {c['relations']}, triplets {c['triplets']}.")
-    out += [
-        "",
-        "# The three files are used as they are: with benchmark_filename set, RecBole 1.2.1",
-        "# (Dataset.build) never reads eval_args.split, so no split is given here.",
-        "benchmark_filename: [train, valid, test]",
-        "load_col:",
-        "  inter: [user_id, item_id]",
-    ]
-    if stats["kg"]:
-        out += ["  kg: [head_id, relation_id, tail_id]", "  link: [item_id, entity_id]"]
-    out += [
-        "# With benchmark files RecBole 1.2.1 applies none of its filters (duplicates, k-core,",
-        "# link filtering): the converter has de-duplicated the interactions and wrote exact links.",
-    ]
-    out += [
-        "",
-        "eval_args:",
-        "  group_by: user",
-        "  order: RO",
-        "  mode: full",
-        "metrics: [Recall, NDCG, Hit, Precision]",
-        "topk: [10, 20, 40, 50, 60, 80, 100]",
-        "valid_metric: Recall@20",
-        "",
-    ]
-    return "\n".join(out)
-
-
-# ------------------------------------------------------------------- paper comparison
-def _detect_known(src: Path, name: str, n_items: int, n_relations: int) -> str | None:
-    for key, table in PAPER_TABLE1.items():
-        if n_items == table["items"] and n_relations == table["relations"]:
-            return key
-    words = f"{src.name} {name}".lower()
-    for key, hints in _NAME_HINTS.items():
-        if any(h in words for h in hints):
-            return key
-    return None
-
-
-def _paper_comparison(key: str, ours: dict, reasons: dict) -> dict:
-    table = PAPER_TABLE1[key]
-    rows, lines = [], []
-    for count in ("users", "items", "interactions", "entities", "relations", "triplets"):
-        mine, paper = ours[count], table[count]
-        row = {"count": count, "ours": mine, "paper": paper, "equal": mine == paper}
-        if mine != paper:
-            row["why"] = reasons.get(count) or "unexplained difference"
-            lines.append(f"{count}: {mine:,} vs paper {paper:,} -- {row['why']}")
-        rows.append(row)
-    return {
-        "dataset": key,
-        "reference": "Wang et al., WWW 2021, Table 1 (entities exclude items)",
-        "rows": rows,
-        "differences": lines,
-    }
-
-
-# ----------------------------------------------------------------------------- main
-def _parse_ratios(resplit) -> tuple[float, float, float]:
-    if isinstance(resplit, str):
-        parts = resplit.split(",")
-        try:
-            vals = tuple(float(p) for p in parts)
-        except ValueError:
-            raise ConvertError(f"--resplit {resplit!r}: expected three numbers like 0.8,0.1,0.1") from None
-    else:
-        vals = tuple(float(v) for v in resplit)
-    if len(vals) != 3 or any(not (v > 0) for v in vals) or abs(sum(vals) - 1) > 1e-6:
-        raise ConvertError(f"--resplit {resplit!r}: expected three positive ratios summing to 1")
-    return vals  # type: ignore[return-value]
 
 
 def _say(quiet: bool, msg: str) -> None:
@@ -519,8 +103,7 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
     t_start = time.perf_counter()
     src = Path(src)
     out_root = Path(out_root) if out_root is not None else default_out_root()
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ConvertError(f"invalid dataset name {name!r} (letters, digits, '.', '_', '-')")
+    check_name(name)
     if valid not in ("paper", "holdout"):
         raise ConvertError(f"--valid {valid!r}: expected 'paper' or 'holdout'")
     ratios = _parse_ratios(resplit) if resplit is not None else None
@@ -787,7 +370,9 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
     # ---- write atomically
     try:
         out_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out_root))
+        for note in clean_stale(out_root):
+            _say(quiet, note)
+        tmp = make_temp_dir(out_root, name)
         os.chmod(tmp, 0o777 & ~_umask())
     except OSError as exc:
         raise ConvertError(f"{out_root}: cannot create the output directory ({exc.strerror or exc})") from None
@@ -810,51 +395,6 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
     elapsed = time.perf_counter() - t_start
     _say(quiet, _summary(stats, dest, elapsed))
     return stats
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _install(tmp: Path, dest: Path, overwrite: bool) -> None:
-    """Move the finished temporary directory to ``dest`` (replacing it if allowed)."""
-    if not dest.exists():
-        os.rename(tmp, dest)
-        return
-    if not overwrite:
-        raise ConvertError(f"{dest} already exists (use --overwrite to replace it)")
-    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-    os.rmdir(old)
-    os.rename(dest, old)
-    try:
-        os.rename(tmp, dest)
-    except BaseException:
-        os.rename(old, dest)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _summary(stats: dict, dest: Path, elapsed: float) -> str:
-    c = stats["counts"]
-    it = c["interactions"]
-    lines = [
-        f"{stats['name']}: written to {dest} in {elapsed:.1f} s "
-        f"(protocol {stats['protocol']}{', test-selected' if stats['test_selected'] else ''})",
-        f"  users {c['users']:,} | items {c['items']:,} (ids {c['item_ids']:,}, linked {c['links']:,}) | "
-        f"interactions train {it['train']:,} valid {it['valid']:,} test {it['test']:,} | "
-        f"entities {c['entities']:,} | relations {c['relations']:,} | triplets {c['triplets']:,}",
-        "  duplicates removed: " + ", ".join(f"{k} {v:,}" for k, v in stats["duplicates_removed"].items()),
-    ]
-    cmp_ = stats["paper_table1"]
-    if cmp_ is not None:
-        if cmp_["differences"]:
-            lines.append(f"  differs from the paper's Table 1 ({cmp_['dataset']}):")
-            lines += [f"    {d}" for d in cmp_["differences"]]
-        else:
-            lines.append(f"  all counts equal the paper's Table 1 ({cmp_['dataset']})")
-    return "\n".join(lines)
 
 
 class _ArgumentError(Exception):

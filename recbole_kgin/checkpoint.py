@@ -1,0 +1,332 @@
+# -*- coding: utf-8 -*-
+"""Checkpoints that are safe to share and that survive a kill.
+
+A checkpoint is a dict of plain data (numbers, strings, lists, dicts, tensors) and loads with
+``torch.load(weights_only=True)``: nothing in it runs code when it is read. It holds
+
+* ``format`` / ``version``: :data:`FORMAT`, :data:`VERSION`;
+* ``model``, ``dataset``: names; ``config``: the run's final configuration as plain data (for reading);
+  ``config_overrides``: what the run was given on top of the property files (used to rebuild it);
+* ``dataset_fingerprint``: a digest of the id vocabularies, the training pairs and the KG triplets;
+  ``id_mappings``: internal id -> original token for users, items, entities and relations;
+* ``state_dict`` / ``other_parameter``: the weights selected on validation (the best epoch);
+  ``best``: that epoch (counted from 0), its validation score and result;
+* ``training``: what resuming needs: the last epoch finished, whether training is over, the weights
+  and optimizer state after that epoch, every random number generator, early-stopping state, losses,
+  epoch times and validation history.
+
+Files are written atomically: a temporary file in the same directory, flushed and fsync'ed, then
+renamed over the target (and the directory fsync'ed), so a kill at any moment leaves either the
+previous checkpoint or the new one, never a torn file; a temporary file left by a killed writer is
+removed by the next successful write of the same target.
+"""
+
+import enum
+import hashlib
+import json
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recbole_kgin.errors import UsageError
+
+FORMAT = "recbole-kgin-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(UsageError):
+    """A checkpoint that cannot be used: missing, damaged, unsafe or for other data (one line)."""
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path, write):
+    """Write ``path`` through ``write(binary_file)`` atomically; the result has the usual mode
+    (0666 minus the umask), not the 0600 of a temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed writer
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(str(path.parent), os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def atomic_write_text(path, text):
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path, data):
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def save(checkpoint, path):
+    """Write a checkpoint dict atomically (see the module docstring)."""
+    return atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+
+
+# ---------------------------------------------------------------------------------- plain data
+def plain(value):
+    """``value`` as plain data: enums by name, devices and unknown objects as strings."""
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        return value.item()
+    if isinstance(value, enum.Enum):  # before int: IntEnum members are ints
+        return value.name
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return type(value)(value) if value is not None else None
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, (int, str)) else k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v) for v in value]
+    return str(value)
+
+
+_PACKED = "__packed__"
+
+
+def pack_other(params):
+    """A model's ``other_parameter()`` (RecBole's closed-form models keep NumPy arrays and SciPy
+    sparse matrices there: ItemKNN, EASE, ...) as data ``torch.load(weights_only=True)`` reads."""
+    return {key: _pack(value) for key, value in (params or {}).items()}
+
+
+def _pack(value):
+    import scipy.sparse as sp
+
+    if sp.issparse(value):
+        coo = value.tocoo()
+        return {_PACKED: f"scipy.{value.format}", "shape": list(value.shape),
+                "row": torch.from_numpy(np.asarray(coo.row, dtype=np.int64)),
+                "col": torch.from_numpy(np.asarray(coo.col, dtype=np.int64)),
+                "data": torch.from_numpy(np.ascontiguousarray(coo.data))}
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return {_PACKED: "numpy", "array": torch.from_numpy(np.ascontiguousarray(value))}
+    return plain(value)
+
+
+def unpack_other(params):
+    """The inverse of :func:`pack_other`; values that were not packed pass through unchanged."""
+    if params is None:
+        return None
+    return {key: _unpack(value) for key, value in params.items()}
+
+
+def _unpack(value):
+    if not (isinstance(value, dict) and _PACKED in value):
+        return value
+    kind = value[_PACKED]
+    if kind == "numpy":
+        return value["array"].numpy()
+    import scipy.sparse as sp
+
+    matrix = sp.coo_matrix((value["data"].numpy(), (value["row"].numpy(), value["col"].numpy())),
+                           shape=tuple(value["shape"]))
+    return matrix.asformat(kind.split(".", 1)[1])
+
+
+# ---------------------------------------------------------------------------------- random state
+def _loader_generators(loader, prefix):
+    found = {}
+    if loader is None:
+        return found
+    generator = getattr(loader, "generator", None)
+    if isinstance(generator, torch.Generator):
+        found[prefix] = generator
+    for sub in ("general_dataloader", "kg_dataloader"):
+        inner = getattr(loader, sub, None)
+        if inner is not None:
+            found.update(_loader_generators(inner, f"{prefix}.{sub}"))
+    return found
+
+
+def loader_generators(loaders):
+    """Every ``torch.Generator`` of the given ``{name: RecBole data loader}`` (shuffling and
+    sampling order), keyed by a dotted name."""
+    found = {}
+    for name, loader in loaders.items():
+        found.update(_loader_generators(loader, name))
+    return found
+
+
+def rng_state(loaders=None):
+    """Python, NumPy, torch (CPU and CUDA) and data-loader generator states, as plain data."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"name": np_state[0], "key": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                  "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "loaders": {k: g.get_state() for k, g in loader_generators(loaders or {}).items()},
+    }
+    return state
+
+
+def set_rng_state(state, loaders=None):
+    """Restore what :func:`rng_state` captured."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state((np_state["name"], np_state["key"].numpy().astype(np.uint32),
+                         np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    generators = loader_generators(loaders or {})
+    for name, saved in state["loaders"].items():
+        if name in generators:
+            generators[name].set_state(saved)
+
+
+# ---------------------------------------------------------------------------------- dataset identity
+def id_mappings(dataset):
+    """Internal id -> original token for the user, item, entity and relation fields present."""
+    mappings = {}
+    for role, attr in (("user", "uid_field"), ("item", "iid_field"),
+                       ("entity", "entity_field"), ("relation", "relation_field")):
+        field = getattr(dataset, attr, None)
+        if field and field in dataset.field2id_token:
+            mappings[role] = [str(t) for t in dataset.field2id_token[field]]
+    return mappings
+
+
+def dataset_fingerprint(dataset):
+    """SHA-256 over the id vocabularies, the (user, item) pairs of ``dataset`` (a training split)
+    and the KG triplets: another conversion, another split or another filter gives another digest."""
+    digest = hashlib.sha256()
+    for role, tokens in id_mappings(dataset).items():
+        digest.update(f"{role}:{len(tokens)}\n".encode())
+        digest.update("\x00".join(tokens).encode("utf-8"))
+    inter = dataset.inter_feat
+    for field in (dataset.uid_field, dataset.iid_field):
+        if field and field in inter:
+            digest.update(np.ascontiguousarray(inter[field].numpy(), dtype=np.int64).tobytes())
+    for attr in ("head_entities", "relations", "tail_entities"):
+        values = getattr(dataset, attr, None) if hasattr(dataset, "kg_feat") else None
+        if values is not None:
+            digest.update(np.ascontiguousarray(np.asarray(values), dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------- loading
+def _summary(err):
+    text = str(err).strip().splitlines()
+    return text[0][:160] if text else type(err).__name__
+
+
+def load(path, trust=False):
+    """Read a checkpoint and return it as a dict in this module's format.
+
+    Our checkpoints load with ``weights_only=True``. Anything else (e.g. a RecBole checkpoint,
+    which pickles the run's ``Config``) is refused unless ``trust`` is set, because unpickling it
+    can run arbitrary code; with ``trust`` it is read and converted (no dataset fingerprint, no
+    training state: usable for evaluation, recommend and explain, not for resuming).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # torch's zip or a pickle
+        raise CheckpointError(f"checkpoint {path} is truncated or not a checkpoint "
+                              "(neither a torch file nor a pickle)")
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" not in str(err).lower() and "weights_only" not in str(err).lower():
+            raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint "
+                                  f"({_summary(err)})") from None
+        if not trust:
+            raise CheckpointError(
+                f"checkpoint {path} holds pickled Python objects (e.g. a RecBole checkpoint) and "
+                "is not loaded safely; pass --trust_checkpoint only if you trust where it came from"
+            ) from None
+        return _from_recbole(path)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} is truncated or not a checkpoint "
+                              f"({_summary(err)})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a recbole-kgin checkpoint "
+                              f"(no '{FORMAT}' marker)")
+    if int(data.get("version", 0)) > VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {data['version']}; this "
+                              f"package reads up to version {VERSION}")
+    return data
+
+
+def _from_recbole(path):
+    try:
+        raw = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is a damaged file
+        raise CheckpointError(f"checkpoint {path} cannot be read ({_summary(err)})") from None
+    if not isinstance(raw, dict) or "state_dict" not in raw or "config" not in raw:
+        raise CheckpointError(f"checkpoint {path} is neither a recbole-kgin nor a RecBole checkpoint")
+    config = raw["config"]
+    overrides = dict(getattr(config, "external_config_dict", {}) or {})
+    return {
+        "format": FORMAT, "version": VERSION, "converted_from": "recbole",
+        "model": config["model"], "dataset": config["dataset"],
+        "config": plain(dict(getattr(config, "final_config_dict", {}) or {})),
+        "config_overrides": plain(overrides),
+        "dataset_fingerprint": None, "id_mappings": {},
+        "state_dict": raw["state_dict"], "other_parameter": raw.get("other_parameter"),
+        "best": {"epoch": raw.get("epoch"), "valid_score": plain(raw.get("best_valid_score")),
+                 "valid_result": None},
+        "training": None,
+    }
+
+
+def check_dataset(checkpoint, dataset, path):
+    """Refuse a checkpoint written for other data than ``dataset`` (a training split)."""
+    expected = checkpoint.get("dataset_fingerprint")
+    if expected is None:
+        return
+    actual = dataset_fingerprint(dataset)
+    if actual != expected:
+        raise CheckpointError(
+            f"checkpoint {path} was trained on other data than dataset "
+            f"'{checkpoint['dataset']}' now holds (fingerprint {expected[:12]} != {actual[:12]}: "
+            "re-converted files, another split or other filters)"
+        )
