@@ -332,10 +332,13 @@ class _FakeTrainer:
 def test_best_epoch_on_a_tie_is_the_later_one_like_recboles_checkpoint():
     import torch
 
+    from types import SimpleNamespace
+
     config = {"show_progress": False, "valid_metric_bigger": True, "model": "X", "dataset": "d",
-              "valid_metric": "Recall@20"}
+              "valid_metric": "Recall@20", "topk": [10]}
+    train_data = SimpleNamespace(_dataset=SimpleNamespace(item_num=100))
     result = quick_start.fit_and_test(config, torch.nn.Linear(1, 1), _FakeTrainer([0.1, 0.3, 0.3, 0.2]),
-                                      None, None, None, saved=False, evaluate_test=False)
+                                      train_data, None, None, saved=False, evaluate_test=False)
     assert result["best_epoch"] == 2
 
 
