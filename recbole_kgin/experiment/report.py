@@ -185,7 +185,8 @@ def render_markdown(summary, rows, decimals):
     check = summary.get("split_check") or {}
     if check.get("same_split") is not None:
         state = "the same" if check["same_split"] else "NOT the same"
-        lines.append(f"- split: {len(check['models'])} models saw {state} train/valid/test pairs "
+        count = len(check["models"])
+        lines.append(f"- split: {count} model{'s' if count != 1 else ''} saw {state} train/valid/test pairs "
                      f"(test sha256 {check['test_sha256'][:16]}…)"
                      + (f"; differing: {', '.join(check['differs'])}" if check["differs"] else ""))
     if summary["protocol"].get("kg_linked_items_only"):
