@@ -44,6 +44,9 @@ import torch
 LASTFM = dict(users=23_566, items=48_123, entities=106_389, relations=9, triplets=464_567,
               interactions=1_289_003)
 
+# triplets per relation in Last-FM's kg_final.txt (authors' files)
+LASTFM_RELATION_COUNTS = (66708, 271029, 67890, 17714, 32397, 3431, 515, 3383, 1500)
+
 PUBLISHED = {
     "embedding_size": 64, "learning_rate": 1e-4, "train_batch_size": 1024, "reg_weight": 1e-5,
     "context_hops": 3, "n_factors": 4, "ind": "distance", "node_dropout_rate": 0.5,
@@ -96,7 +99,6 @@ def write_lastfm_scale(root, seed=0, sizes=LASTFM):
     counts = np.minimum(counts, n_i // 4)
     counts = np.round(counts * sizes["interactions"] / counts.sum()).astype(np.int64)
     item_p = zipf_probs(n_i)
-    pairs = set()
     keys = []
     for u, c in enumerate(counts):
         items = np.unique(rng.choice(n_i, size=int(c * 1.3) + 5, p=item_p))[: int(c)]
@@ -109,21 +111,28 @@ def write_lastfm_scale(root, seed=0, sizes=LASTFM):
     while keys.shape[0] < target:
         extra = rng.integers(0, n_u, size=target) * n_i + rng.choice(n_i, size=target, p=item_p)
         keys = np.unique(np.concatenate([keys, extra[: target - keys.shape[0]]]))
-    del pairs
     users, items = keys // n_i, keys % n_i
     with open(folder / f"{name}.inter", "w") as f:
         f.write("user_id:token\titem_id:token\n")
         np.savetxt(f, np.stack([users, items], 1), fmt="u%d\ti%d")
 
-    # knowledge graph: unique (head, relation, tail); heads over all entities, tails Zipf-skewed
-    ent_p = zipf_probs(n_e)
-    n_t = sizes["triplets"]
+    # knowledge graph shaped like Last-FM's (counted from the authors' kg_final.txt): 75 % of the
+    # heads are items, 99 % of the tails are other entities (Zipf-skewed), relation frequencies as
+    # there, about 2 tails per (head, relation) pair; unique (head, relation, tail)
+    n_t, n_pairs = sizes["triplets"], int(sizes["triplets"] / 1.97)
+    rel_share = np.array(LASTFM_RELATION_COUNTS, dtype=np.float64)
+    pair_head = np.where(rng.random(n_pairs) < 0.75, rng.integers(0, n_i, size=n_pairs),
+                         rng.integers(n_i, n_e, size=n_pairs))
+    pair_rel = rng.choice(len(rel_share), size=n_pairs, p=rel_share / rel_share.sum())
+    other_p = zipf_probs(n_e - n_i, s=1.0)
     trip = np.empty((0, 3), dtype=np.int64)
     while trip.shape[0] < n_t:
         m = n_t - trip.shape[0]
-        new = np.stack([rng.integers(0, n_e, size=m), rng.integers(0, sizes["relations"], size=m),
-                        rng.choice(n_e, size=m, p=ent_p)], 1)
-        trip = np.unique(np.concatenate([trip, new]), axis=0)
+        pair = rng.integers(0, n_pairs, size=m)
+        tail = np.where(rng.random(m) < 0.99, n_i + rng.choice(n_e - n_i, size=m, p=other_p),
+                        rng.integers(0, n_i, size=m))
+        new = np.stack([pair_head[pair], pair_rel[pair], tail], 1)
+        trip = np.unique(np.concatenate([trip, new[new[:, 0] != new[:, 2]]]), axis=0)
     trip = trip[rng.permutation(trip.shape[0])[:n_t]]
     with open(folder / f"{name}.kg", "w") as f:
         f.write("head_id:token\trelation_id:token\ttail_id:token\n")

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import KnowledgeRecommender
 from recbole.utils import InputType
 
-from recbole_kgin.model.sparse_ops import CachedPattern, spmm
+from recbole_kgin.model.sparse_ops import CachedPattern, constant_pair, spmm
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
@@ -283,6 +283,9 @@ class KGIN(KnowledgeRecommender):
                 torch.arange(self.n_users, device=device), torch.diff(self.inter_crow)
             )
             keep = self._kept_fraction()
+            pairs = torch.arange(self.n_kg_pairs, device=device)
+            n_ip = self.n_item_pairs
+            dtype = self.entity_embedding.dtype
             self._patterns = {
                 "device": device,
                 "kg": CachedPattern(self.kg_pair, self.kg_tail, self.n_kg_pairs, self.n_entities),
@@ -290,6 +293,20 @@ class KGIN(KnowledgeRecommender):
                 # dropout keeps entries with probability `keep` and rescales them by 1 / (1 - rate)
                 "inter_scaled": self.inter_values / (1.0 - self.node_dropout_rate),
                 "n_keep": int(self.n_kg_edges * keep),
+                # [entities x pairs]: sums the messages of the pairs headed by each entity
+                "head_sum": constant_pair(self.pair_head, pairs, self.n_entities, self.n_kg_pairs,
+                                          torch.ones(self.n_kg_pairs, dtype=dtype, device=device)),
+                "item_head_sum": constant_pair(
+                    self.pair_head[:n_ip], pairs[:n_ip], self.n_items, n_ip,
+                    torch.ones(n_ip, dtype=dtype, device=device)),
+                # [pairs x relations] one-hot: picks each pair's relation embedding; its transpose
+                # sums gradients per relation
+                "rel_pick": constant_pair(pairs, self.pair_rel, self.n_kg_pairs,
+                                          self.n_kg_relations,
+                                          torch.ones(self.n_kg_pairs, dtype=dtype, device=device)),
+                "item_rel_pick": constant_pair(
+                    pairs[:n_ip], self.pair_rel[:n_ip], n_ip, self.n_kg_relations,
+                    torch.ones(n_ip, dtype=dtype, device=device)),
             }
         return self._patterns
 
@@ -333,6 +350,12 @@ class KGIN(KnowledgeRecommender):
             kg_pair, kg_item_pair, inter_pair = self._cached_graph(training, items_only)
             kg_mm = lambda x, items: spmm(kg_item_pair if items else kg_pair, x)
             inter_mm = lambda x: spmm(inter_pair, x)
+            pat = self._patterns
+
+            def aggregate(pair_mean, items, n_rows, n_pairs):
+                prefix = "item_" if items else ""
+                rel_rows = spmm(pat[prefix + "rel_pick"], self.relation_embedding)
+                return spmm(pat[prefix + "head_sum"], pair_mean * rel_rows)
         else:
             if training:
                 kg_op, inter_op = self._sample_graph()
@@ -341,8 +364,13 @@ class KGIN(KnowledgeRecommender):
             kg_mm = lambda x, items: torch.sparse.mm(self._item_rows(kg_op) if items else kg_op, x)
             inter_mm = lambda x: torch.sparse.mm(inter_op, x)
 
+            def aggregate(pair_mean, items, n_rows, n_pairs):
+                messages = pair_mean * self.relation_embedding.index_select(
+                    0, self.pair_rel[:n_pairs])
+                return pair_mean.new_zeros(n_rows, pair_mean.shape[1]).index_add_(
+                    0, self.pair_head[:n_pairs], messages)
+
         intents = self.intent_embeddings()
-        relation_emb = self.relation_embedding
         user_emb, entity_emb = self.user_embedding, self.entity_embedding
         user_res, entity_res = user_emb, entity_emb
         for hop in range(self.context_hops):
@@ -355,10 +383,7 @@ class KGIN(KnowledgeRecommender):
                 n_rows, n_pairs = self.n_entities, self.n_kg_pairs
             # relational path-aware aggregation: mean over (h, r, t) of e_r * e_t
             pair_mean = kg_mm(entity_emb, items)  # [pairs, d]
-            messages = pair_mean * relation_emb.index_select(0, self.pair_rel[:n_pairs])
-            entity_agg = entity_emb.new_zeros(n_rows, entity_emb.shape[1]).index_add_(
-                0, self.pair_head[:n_pairs], messages
-            )
+            entity_agg = aggregate(pair_mean, items, n_rows, n_pairs)  # sum_r e_r * pair mean
             # intent-aware user aggregation
             user_agg = inter_mm(entity_emb[: self.n_items])
             attention = torch.softmax(user_emb @ self.intent_keys.t(), dim=1)  # [n_users, F]

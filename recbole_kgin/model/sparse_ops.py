@@ -50,6 +50,14 @@ def spmm(pair, dense):
     return _SpMM.apply(pair, dense)
 
 
+def constant_pair(row, col, n_rows, n_cols, values=None):
+    """SparsePair of a pattern whose values never change (ones unless given); build it once."""
+    pattern = CachedPattern(row, col, n_rows, n_cols)
+    if values is None:
+        values = torch.ones(pattern.nnz, device=pattern.row.device)
+    return pattern.select(values)
+
+
 def _crow(rows, n_rows, dtype):
     counts = torch.bincount(rows, minlength=n_rows)
     crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
