@@ -80,7 +80,8 @@ def machine(device):
 def write_lastfm_scale(root, seed=0, sizes=LASTFM):
     """Write RecBole atomic files of a random graph with Last-FM's sizes under ``root/lastfm-scale``.
 
-    Item and entity popularity follow a Zipf-like law (exponent 0.8), users' interaction counts a
+    Item and entity popularity follow a Zipf-like law (exponent 0.8, mixed half and half with a
+    uniform law so that nearly every id occurs), users' interaction counts a
     log-normal law, so that degrees are skewed as in the real data. Every item is an entity.
     """
     rng = np.random.default_rng(seed)
@@ -90,9 +91,10 @@ def write_lastfm_scale(root, seed=0, sizes=LASTFM):
     n_u, n_i, n_e = sizes["users"], sizes["items"], sizes["entities"]
 
     def zipf_probs(n, s=0.8):
+        # Zipf-like, mixed with a uniform floor so that nearly every id occurs somewhere
         p = 1.0 / np.arange(1, n + 1) ** s
         p = p[rng.permutation(n)]
-        return p / p.sum()
+        return 0.5 * p / p.sum() + 0.5 / n
 
     # interactions: unique (user, item) pairs, every user at least 5
     counts = np.maximum(5, rng.lognormal(mean=3.5, sigma=1.0, size=n_u)).astype(np.int64)
@@ -359,6 +361,9 @@ def main():
         "device": args.device,
         "data": f"synthetic Last-FM-sized graph {LASTFM}" if args.scale else dataset,
         "training_pairs": len(first.train_data._dataset),
+        "sizes_seen_by_model": {k: int(getattr(first.model, k)) for k in (
+            "n_users", "n_items", "n_entities", "n_kg_edges", "n_kg_pairs")
+            if hasattr(first.model, k)},
         "settings": PUBLISHED, "overrides": overrides,
         "steps_measured": args.steps, "warmup_steps": args.warmup,
     }

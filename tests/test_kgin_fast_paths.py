@@ -159,3 +159,19 @@ def test_bad_sparse_backend_names_the_key(tmp_path):
     _, train_data, _, _ = load_data(config)
     with pytest.raises(ValueError, match="sparse_backend"):
         KGIN(config, train_data._dataset)
+
+
+def test_bad_retain_cpu_memory_names_the_key(tmp_path):
+    write_kg_dataset(tmp_path)
+    config = create_config("KGIN", "tiny", config_dict=tiny_config(
+        tmp_path, retain_cpu_memory="yes"))
+    _, train_data, _, _ = load_data(config)
+    with pytest.raises(ValueError, match="retain_cpu_memory"):
+        KGIN(config, train_data._dataset)
+
+
+def test_retain_freed_memory_is_idempotent():
+    from recbole_kgin.model.cpu_memory import retain_freed_memory
+
+    first = retain_freed_memory()
+    assert isinstance(first, bool) and retain_freed_memory() is first

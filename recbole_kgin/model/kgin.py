@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import KnowledgeRecommender
 from recbole.utils import InputType
 
+from recbole_kgin.model.cpu_memory import retain_freed_memory
 from recbole_kgin.model.sparse_ops import CachedPattern, constant_pair, spmm
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -146,6 +147,10 @@ class KGIN(KnowledgeRecommender):
         if self.sparse_backend not in SPARSE_BACKENDS:
             raise ValueError(f"config key 'sparse_backend' = {self.sparse_backend!r}: expected "
                              f"one of {SPARSE_BACKENDS}")
+        retain = config["retain_cpu_memory"]
+        if retain is not None and not isinstance(retain, bool):
+            raise ValueError(f"config key 'retain_cpu_memory' = {retain!r}: expected True or False")
+        self.retains_cpu_memory = bool(retain) and retain_freed_memory()
         self.kg_dedup = bool(config["kg_dedup"]) if config["kg_dedup"] is not None else True
         joint_init = bool(config["joint_init"]) if config["joint_init"] is not None else True
 
