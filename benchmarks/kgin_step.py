@@ -11,9 +11,11 @@ Measured and written to JSON (``--json``):
 
 * ``ours_step_s`` / ``recbole_step_s``: median step seconds after warm-up; ``ratio_step`` = RecBole's
   median / ours (same run, interleaved);
+* ``ours_step_cpu_s`` / ``recbole_step_cpu_s`` / ``ratio_step_cpu``: the same with the process's
+  CPU seconds (all threads) instead of wall seconds, less sensitive to other jobs on the machine;
 * ``ours_eval_s`` / ``recbole_eval_s``: full-ranking evaluation of every user: one propagation
   without dropout, scores of all items, training items masked, top-20 per user;
-* ``ours_peak_rss_gb`` (CPU): peak resident memory of a separate process that loads the data and
+* ``ours_peak_rss_gb`` (CPU): peak resident memory (VmHWM) of a separate process that loads the data and
   trains and evaluates our KGIN alone (the same steps); on CUDA ``ours_peak_gpu_gb``
   (``torch.cuda.max_memory_allocated``) is recorded in the main run;
 * optionally (``--epoch``) one full training epoch of each model.
@@ -179,10 +181,11 @@ class Runner:
                 self._iter = None
 
     def step(self):
-        """Seconds of one step: batch (with negative sampling) + forward + backward + Adam."""
+        """(wall seconds, process CPU seconds) of one step: batch (with negative sampling) +
+        forward + backward + Adam."""
         self.model.train()
         sync(self.device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         batch = self.next_batch().to(self.device)
         self.optimizer.zero_grad()
         loss = self.model.calculate_loss(batch)
@@ -191,7 +194,7 @@ class Runner:
         loss.backward()
         self.optimizer.step()
         sync(self.device)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu_start
 
     def epoch(self):
         """Seconds of one full training epoch (RecBole's loader, one pass)."""
@@ -210,9 +213,10 @@ class Runner:
         return time.perf_counter() - start
 
     @torch.no_grad()
-    def evaluate_all_users(self, history, n_users, batch_users):
+    def evaluate_all_users(self, history, batch_users):
         """Seconds of a full-ranking pass over every user: propagate once (no dropout), score all
-        items, mask training items, take the top 20. ``history`` is the training CSR (users x items)."""
+        items, mask training items, take the top 20. ``history`` comes from :func:`history_batches`
+        (the training items of each batch of users, prepared once, as RecBole's loader does)."""
         from recbole.data.interaction import Interaction
 
         model = self.model
@@ -223,22 +227,29 @@ class Runner:
             model._cache = None  # ours caches between calls: measure a fresh propagation
         if hasattr(model, "restore_user_e"):
             model.restore_user_e = model.restore_entity_e = None
-        indptr = torch.from_numpy(history.indptr)
-        cols = torch.from_numpy(history.indices).long()
-        n_items = history.shape[1]
         checksum = 0.0
-        for lo in range(1, n_users, batch_users):  # user id 0 is RecBole's padding
-            hi = min(n_users, lo + batch_users)
-            users = torch.arange(lo, hi)
+        for users, rows, cols in history:
             inter = Interaction({model.USER_ID: users.to(self.device)})
-            scores = model.full_sort_predict(inter).view(hi - lo, -1)[:, :n_items]
-            a, b = int(indptr[lo]), int(indptr[hi])
-            rows = torch.repeat_interleave(torch.arange(hi - lo), torch.diff(indptr[lo:hi + 1]))
-            scores[rows.to(self.device), cols[a:b].to(self.device)] = -float("inf")
+            scores = model.full_sort_predict(inter).view(users.shape[0], -1)
+            scores.index_put_((rows.to(self.device), cols.to(self.device)),
+                              torch.tensor(-float("inf"), device=self.device))
             top = torch.topk(scores, 20, dim=1).indices
             checksum += float(top[:, 0].sum())
         sync(self.device)
         return time.perf_counter() - start
+
+
+def history_batches(history, n_users, batch_users):
+    """[(user ids, row in batch, item id)] of the training items of every batch of users (user id 0
+    is RecBole's padding)."""
+    indptr = torch.from_numpy(history.indptr).long()
+    cols = torch.from_numpy(history.indices).long()
+    out = []
+    for lo in range(1, n_users, batch_users):
+        hi = min(n_users, lo + batch_users)
+        rows = torch.repeat_interleave(torch.arange(hi - lo), torch.diff(indptr[lo:hi + 1]))
+        out.append((torch.arange(lo, hi), rows, cols[int(indptr[lo]):int(indptr[hi])]))
+    return out
 
 
 def load(model_name, dataset, device, overrides, data_path):
@@ -256,19 +267,30 @@ def load(model_name, dataset, device, overrides, data_path):
     return config, train_data
 
 
+def peak_rss_gb():
+    """Peak resident memory of this process (VmHWM: counted from this program's exec, not from
+    the parent it was forked from)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def child_rss(args, data_path, dataset):
     """Peak RSS (GB) of a separate process running our KGIN alone on the same data."""
-    cmd = [sys.executable, __file__, "--models", "KGIN", "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--device", args.device, "--no-rss",
-           "--_data-path", data_path or "", "--dataset", dataset]
-    env = dict(os.environ)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run(cmd + args.rest, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(proc.stdout, proc.stderr, file=sys.stderr)
-        raise SystemExit("the peak-memory run of KGIN failed")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(before, after) / 2**20  # ru_maxrss is in KB on Linux
+    with tempfile.TemporaryDirectory(prefix="kgin-rss-") as tmp:
+        out = Path(tmp) / "rss.json"
+        cmd = [sys.executable, __file__, "--models", "KGIN", "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--device", args.device, "--no-rss",
+               "--_data-path", data_path or "", "--dataset", dataset, "--json", str(out)]
+        proc = subprocess.run(cmd + args.rest, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stdout, proc.stderr, file=sys.stderr)
+            raise SystemExit("the peak-memory run of KGIN failed")
+        import json
+
+        return json.loads(out.read_text())["self_peak_rss_gb"]
 
 
 def main():
@@ -278,8 +300,8 @@ def main():
     src.add_argument("--dataset", help="a dataset RecBole can load (atomic_data/ or built-in)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--models", default="KGIN,RecBoleKGIN")
-    parser.add_argument("--steps", type=int, default=12, help="measured steps per model")
-    parser.add_argument("--warmup", type=int, default=3, help="unmeasured steps per model first")
+    parser.add_argument("--steps", type=int, default=10, help="measured steps per model")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps per model first")
     parser.add_argument("--epoch", action="store_true", help="also time one training epoch each")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--json", help="write the record here")
@@ -333,18 +355,22 @@ def main():
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = {m: [] for m in models}
+    cpu_times = {m: [] for m in models}
     for i in range(args.warmup + args.steps):
+        line = []
         for m in models:
-            sec = runners[m].step()
+            sec, cpu = runners[m].step()
             if i >= args.warmup:
                 times[m].append(sec)
-        print(f"step {i}: " + ", ".join(f"{m} {times[m][-1] if i >= args.warmup else sec:.3f} s"
-                                          for m in models), flush=True)
+                cpu_times[m].append(cpu)
+            line.append(f"{m} {sec:.3f} s (CPU {cpu:.3f} s)")
+        print(f"step {i}{' (warm-up)' if i < args.warmup else ''}: " + ", ".join(line), flush=True)
     eval_s = {m: [] for m in models}
     batch_users = max(1, 4_194_304 // first.model.n_items)
+    batches = history_batches(history, n_users, batch_users)
     for _ in range(2):
         for m in models:
-            eval_s[m].append(runners[m].evaluate_all_users(history, n_users, batch_users))
+            eval_s[m].append(runners[m].evaluate_all_users(batches, batch_users))
     print("eval of all users: " + ", ".join(f"{m} {min(v):.2f} s" for m, v in eval_s.items()))
     epochs = {}
     if args.epoch:
@@ -371,12 +397,14 @@ def main():
         key = NAMES.get(m, m)
         record[f"{key}_step_s"] = statistics.median(times[m])
         record[f"{key}_step_all_s"] = [round(x, 4) for x in times[m]]
+        record[f"{key}_step_cpu_s"] = statistics.median(cpu_times[m])
         record[f"{key}_eval_s"] = min(eval_s[m])
         if m in epochs:
             record[f"{key}_epoch_s"] = epochs[m]
     if "ours_step_s" in record and "recbole_step_s" in record:
         record["ratio_step"] = record["recbole_step_s"] / record["ours_step_s"]
         record["ratio_eval"] = record["recbole_eval_s"] / record["ours_eval_s"]
+        record["ratio_step_cpu"] = record["recbole_step_cpu_s"] / record["ours_step_cpu_s"]
         print(f"step: ours {record['ours_step_s']:.3f} s, RecBole {record['recbole_step_s']:.3f} s,"
               f" ratio {record['ratio_step']:.2f}x")
     if args.device == "cuda":
@@ -387,6 +415,7 @@ def main():
         del runners, first
         record["ours_peak_rss_gb"] = child_rss(args, data_path, dataset)
         print(f"peak RSS of a KGIN-only process: {record['ours_peak_rss_gb']:.2f} GB")
+    record["self_peak_rss_gb"] = peak_rss_gb()
     record["wall_s"] = time.perf_counter() - t0
     if args.json:
         from recbole_kgin.compare import write_json
