@@ -105,7 +105,8 @@ def write_lastfm_scale(root, seed=0, sizes=LASTFM):
     item_p = zipf_probs(n_i)
     keys = []
     for u, c in enumerate(counts):
-        items = np.unique(rng.choice(n_i, size=int(c * 1.3) + 5, p=item_p))[: int(c)]
+        items = rng.permutation(np.unique(rng.choice(n_i, size=int(c * 1.3) + 5, p=item_p)))
+        items = items[: int(c)]
         keys.append(u * n_i + items)
     keys = np.unique(np.concatenate(keys))
     # adjust to the exact count
@@ -252,6 +253,41 @@ def history_batches(history, n_users, batch_users):
     return out
 
 
+def stream_bandwidth_gbs(mib=256, repeats=5):
+    """Best-of-``repeats`` bandwidth (GB/s) of ``c = a + b`` over float32 arrays of ``mib`` MiB each
+    (3 arrays of traffic per pass), with torch's current thread count."""
+    n = mib * 2**20 // 4
+    a, b, c = torch.ones(n), torch.ones(n), torch.empty(n)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.add(a, b, out=c)
+        best = min(best, time.perf_counter() - start)
+    return 3 * n * 4 / best / 1e9
+
+
+def traffic_floor_gb(sizes, d=64, hops=3, keep=0.5, n_params=None):
+    """Bytes (GB) a training step must move at least: one d-float row gathered per kept non-zero
+    of the KG and interaction matrices, forward and backward, every hop; Adam reading parameter,
+    gradient and both moments and writing three of them. Dense per-hop work is left out, so this
+    is a lower bound."""
+    row = d * 4
+    kept = keep * (sizes["n_kg_edges"] + sizes["training_pairs"])
+    sparse = 2 * hops * kept * row
+    n_params = n_params or (sizes["n_users"] + sizes["n_entities"]) * d
+    return (sparse + 7 * 4 * n_params) / 1e9
+
+
+def literal(value):
+    """A command-line value as a Python value where it reads as one ('0.5', 'True'), else text."""
+    import ast
+
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
 def load(model_name, dataset, device, overrides, data_path):
     from recbole_kgin.quick_start import create_config, load_data
 
@@ -261,7 +297,7 @@ def load(model_name, dataset, device, overrides, data_path):
         cfg["data_path"] = data_path
         cfg["eval_args"] = {"split": {"RS": [0.96, 0.02, 0.02]}, "group_by": "user",
                             "order": "RO", "mode": "full"}
-    cfg.update(overrides)
+    cfg.update({k: literal(v) for k, v in overrides.items()})
     config = create_config(model_name, dataset, config_dict=cfg)
     _, train_data, _, _ = load_data(config)
     return config, train_data
@@ -299,7 +335,12 @@ def main():
     src.add_argument("--scale", choices=["lastfm"], help="synthetic graph with these sizes")
     src.add_argument("--dataset", help="a dataset RecBole can load (atomic_data/ or built-in)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--models", default="KGIN,RecBoleKGIN")
+    parser.add_argument("--models", default="KGIN,RecBoleKGIN",
+                        help="comma-separated; MODEL@key=value[@key=value] runs a model with its "
+                        "own overrides, e.g. KGIN@sparse_backend=torch,KGIN")
+    parser.add_argument("--skip-eval", action="store_true", help="no evaluation pass")
+    parser.add_argument("--bandwidth", action="store_true",
+                        help="only measure this machine's memory bandwidth (c = a + b) and exit")
     parser.add_argument("--steps", type=int, default=10, help="measured steps per model")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps per model first")
     parser.add_argument("--epoch", action="store_true", help="also time one training epoch each")
@@ -313,6 +354,10 @@ def main():
     args.rest = rest
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.bandwidth:
+        print(f"c = a + b over 256 MiB float32 arrays, {torch.get_num_threads()} threads: "
+              f"{stream_bandwidth_gbs():.1f} GB/s")
+        return
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
 
@@ -343,9 +388,11 @@ def main():
     runners = {}
     for m in models:
         t = time.perf_counter()
-        config, train_data = load(m, dataset, args.device, overrides, data_path)
+        name, *own = m.split("@")
+        own = split_overrides([f"--{kv}" for kv in own])
+        config, train_data = load(name, dataset, args.device, dict(overrides, **own), data_path)
         init_seed(config["seed"], True)
-        runners[m] = Runner(m, config, train_data, args.device)
+        runners[m] = Runner(name, config, train_data, args.device)
         print(f"{m}: data + model built in {time.perf_counter() - t:.1f} s", flush=True)
     first = runners[models[0]]
     history = first.train_data._dataset.inter_matrix(form="csr")
@@ -368,10 +415,11 @@ def main():
     eval_s = {m: [] for m in models}
     batch_users = max(1, 4_194_304 // first.model.n_items)
     batches = history_batches(history, n_users, batch_users)
-    for _ in range(2):
+    for _ in range(0 if args.skip_eval else 2):
         for m in models:
             eval_s[m].append(runners[m].evaluate_all_users(batches, batch_users))
-    print("eval of all users: " + ", ".join(f"{m} {min(v):.2f} s" for m, v in eval_s.items()))
+    if not args.skip_eval:
+        print("eval of all users: " + ", ".join(f"{m} {min(v):.2f} s" for m, v in eval_s.items()))
     epochs = {}
     if args.epoch:
         for m in models:
@@ -398,12 +446,14 @@ def main():
         record[f"{key}_step_s"] = statistics.median(times[m])
         record[f"{key}_step_all_s"] = [round(x, 4) for x in times[m]]
         record[f"{key}_step_cpu_s"] = statistics.median(cpu_times[m])
-        record[f"{key}_eval_s"] = min(eval_s[m])
+        if eval_s[m]:
+            record[f"{key}_eval_s"] = min(eval_s[m])
         if m in epochs:
             record[f"{key}_epoch_s"] = epochs[m]
     if "ours_step_s" in record and "recbole_step_s" in record:
         record["ratio_step"] = record["recbole_step_s"] / record["ours_step_s"]
-        record["ratio_eval"] = record["recbole_eval_s"] / record["ours_eval_s"]
+        if not args.skip_eval:
+            record["ratio_eval"] = record["recbole_eval_s"] / record["ours_eval_s"]
         record["ratio_step_cpu"] = record["recbole_step_cpu_s"] / record["ours_step_cpu_s"]
         print(f"step: ours {record['ours_step_s']:.3f} s, RecBole {record['recbole_step_s']:.3f} s,"
               f" ratio {record['ratio_step']:.2f}x")
@@ -415,6 +465,11 @@ def main():
         del runners, first
         record["ours_peak_rss_gb"] = child_rss(args, data_path, dataset)
         print(f"peak RSS of a KGIN-only process: {record['ours_peak_rss_gb']:.2f} GB")
+    if args.device == "cpu" and "n_kg_edges" in record["sizes_seen_by_model"]:
+        sizes = dict(record["sizes_seen_by_model"], training_pairs=record["training_pairs"])
+        record["traffic_floor_gb_per_step"] = traffic_floor_gb(sizes)
+        record["stream_bandwidth_gbs"] = stream_bandwidth_gbs()
+        record["floor_step_s"] = record["traffic_floor_gb_per_step"] / record["stream_bandwidth_gbs"]
     record["self_peak_rss_gb"] = peak_rss_gb()
     record["wall_s"] = time.perf_counter() - t0
     if args.json:
