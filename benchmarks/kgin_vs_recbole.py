@@ -65,7 +65,7 @@ def main():
     from recbole.utils import init_logger
 
     from recbole_kgin.errors import split_overrides
-    from recbole_kgin.compare import write_json
+    from recbole_kgin.experiment.files import write_json
     from recbole_kgin.quick_start import (build_model, build_trainer, count_parameters,
                                           create_config, load_data)
 

@@ -47,10 +47,14 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import KnowledgeRecommender
 from recbole.utils import InputType
 
+from recbole_kgin.model.cpu_memory import retain_freed_memory
+from recbole_kgin.model.sparse_ops import CachedPattern, constant_pair, spmm
+
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 IND_TYPES = ("distance", "cosine", "mi")
 DROPOUT_SEMANTICS = ("drop", "reference")
+SPARSE_BACKENDS = ("cached", "torch")
 
 
 def _require(config, key, check, expected):
@@ -139,6 +143,14 @@ class KGIN(KnowledgeRecommender):
             config, "node_dropout_semantics", lambda v: v in DROPOUT_SEMANTICS,
             f"one of {DROPOUT_SEMANTICS}",
         )
+        self.sparse_backend = config["sparse_backend"] or "cached"
+        if self.sparse_backend not in SPARSE_BACKENDS:
+            raise ValueError(f"config key 'sparse_backend' = {self.sparse_backend!r}: expected "
+                             f"one of {SPARSE_BACKENDS}")
+        retain = config["retain_cpu_memory"]
+        if retain is not None and not isinstance(retain, bool):
+            raise ValueError(f"config key 'retain_cpu_memory' = {retain!r}: expected True or False")
+        self.retains_cpu_memory = bool(retain) and retain_freed_memory()
         self.kg_dedup = bool(config["kg_dedup"]) if config["kg_dedup"] is not None else True
         joint_init = bool(config["joint_init"]) if config["joint_init"] is not None else True
 
@@ -210,6 +222,7 @@ class KGIN(KnowledgeRecommender):
         nn.init.xavier_uniform_(self.intent_keys)
 
         self._cache = None
+        self._patterns = None  # CachedPattern objects of the "cached" backend, built on first use
         # fields RecBole's trainer looks at when saving / restoring
         self.other_parameter_name = []
 
@@ -266,6 +279,64 @@ class KGIN(KnowledgeRecommender):
         inter_values = self.inter_values * mask / (1.0 - self.node_dropout_rate)
         return kg_op, self._inter_operator(inter_values)
 
+    # ------------------------------------------------------------------ cached sparse backend
+    def _cached_patterns(self):
+        """The KG and interaction patterns with their transposes, built once per device."""
+        device = self.kg_head.device
+        if self._patterns is None or self._patterns["device"] != device:
+            inter_rows = torch.repeat_interleave(
+                torch.arange(self.n_users, device=device), torch.diff(self.inter_crow)
+            )
+            keep = self._kept_fraction()
+            pairs = torch.arange(self.n_kg_pairs, device=device)
+            n_ip = self.n_item_pairs
+            dtype = self.entity_embedding.dtype
+            self._patterns = {
+                "device": device,
+                "kg": CachedPattern(self.kg_pair, self.kg_tail, self.n_kg_pairs, self.n_entities),
+                "inter": CachedPattern(inter_rows, self.inter_col, self.n_users, self.n_items),
+                # dropout keeps entries with probability `keep` and rescales them by 1 / (1 - rate)
+                "inter_scaled": self.inter_values / (1.0 - self.node_dropout_rate),
+                "n_keep": int(self.n_kg_edges * keep),
+                # [entities x pairs]: sums the messages of the pairs headed by each entity
+                "head_sum": constant_pair(self.pair_head, pairs, self.n_entities, self.n_kg_pairs,
+                                          torch.ones(self.n_kg_pairs, dtype=dtype, device=device)),
+                "item_head_sum": constant_pair(
+                    self.pair_head[:n_ip], pairs[:n_ip], self.n_items, n_ip,
+                    torch.ones(n_ip, dtype=dtype, device=device)),
+                # [pairs x relations] one-hot: picks each pair's relation embedding; its transpose
+                # sums gradients per relation
+                "rel_pick": constant_pair(pairs, self.pair_rel, self.n_kg_pairs,
+                                          self.n_kg_relations,
+                                          torch.ones(self.n_kg_pairs, dtype=dtype, device=device)),
+                "item_rel_pick": constant_pair(
+                    pairs[:n_ip], self.pair_rel[:n_ip], n_ip, self.n_kg_relations,
+                    torch.ones(n_ip, dtype=dtype, device=device)),
+            }
+        return self._patterns
+
+    def _cached_graph(self, training, items_only):
+        """(kg pair for all hops, kg pair of the item rows or None unless ``items_only``,
+        interaction pair) for one propagation:
+        the same edges and values as :meth:`_sample_graph` / the full graph, from cached indices."""
+        pat = self._cached_patterns()
+        kg, inter = pat["kg"], pat["inter"]
+        device = self.kg_head.device
+        if training and self.node_dropout_rate > 0.0:
+            # the same random draws, in the same order, as _sample_graph
+            chosen = torch.zeros(self.n_kg_edges, dtype=torch.bool, device=device)
+            chosen[torch.randperm(self.n_kg_edges, device=device)[: pat["n_keep"]]] = True
+            inter_keep = torch.rand(self.inter_values.shape, device=device) < self._kept_fraction()
+            inter_values = pat["inter_scaled"]
+        else:
+            chosen, inter_keep, inter_values = None, None, self.inter_values
+        head = self.kg_head if chosen is None else self.kg_head[chosen]
+        deg = torch.bincount(head, minlength=self.n_entities).to(self.entity_embedding.dtype)
+        kg_values = deg.clamp(min=1.0).reciprocal()[self.kg_head]
+        kg_all = kg.select(kg_values, chosen)
+        kg_items = kg.select(kg_values, chosen, n_rows=self.n_item_pairs) if items_only else None
+        return kg_all, kg_items, inter.select(inter_values, inter_keep)
+
     # ------------------------------------------------------------------ model
     def intent_embeddings(self):
         """[F, d]: every intent is a softmax-weighted combination of KG relation embeddings."""
@@ -280,30 +351,46 @@ class KGIN(KnowledgeRecommender):
         same result for the rows it returns.
         """
         training = self.training if sample_graph is None else sample_graph
-        if training:
-            kg_op, inter_op = self._sample_graph()
+        if self.sparse_backend == "cached":
+            kg_pair, kg_item_pair, inter_pair = self._cached_graph(training, items_only)
+            kg_mm = lambda x, items: spmm(kg_item_pair if items else kg_pair, x)
+            inter_mm = lambda x: spmm(inter_pair, x)
+            pat = self._patterns
+
+            def aggregate(pair_mean, items, n_rows, n_pairs):
+                prefix = "item_" if items else ""
+                rel_rows = spmm(pat[prefix + "rel_pick"], self.relation_embedding)
+                return spmm(pat[prefix + "head_sum"], pair_mean * rel_rows)
         else:
-            kg_op, inter_op = self._kg_operator(), self._inter_operator(self.inter_values)
+            if training:
+                kg_op, inter_op = self._sample_graph()
+            else:
+                kg_op, inter_op = self._kg_operator(), self._inter_operator(self.inter_values)
+            kg_mm = lambda x, items: torch.sparse.mm(self._item_rows(kg_op) if items else kg_op, x)
+            inter_mm = lambda x: torch.sparse.mm(inter_op, x)
+
+            def aggregate(pair_mean, items, n_rows, n_pairs):
+                messages = pair_mean * self.relation_embedding.index_select(
+                    0, self.pair_rel[:n_pairs])
+                return pair_mean.new_zeros(n_rows, pair_mean.shape[1]).index_add_(
+                    0, self.pair_head[:n_pairs], messages)
 
         intents = self.intent_embeddings()
-        relation_emb = self.relation_embedding
         user_emb, entity_emb = self.user_embedding, self.entity_embedding
         user_res, entity_res = user_emb, entity_emb
         for hop in range(self.context_hops):
             last = hop == self.context_hops - 1
-            if last and items_only:
-                kg_op, n_rows, n_pairs = self._item_rows(kg_op), self.n_items, self.n_item_pairs
+            items = last and items_only
+            if items:
+                n_rows, n_pairs = self.n_items, self.n_item_pairs
                 entity_res = entity_res[: self.n_items]
             else:
                 n_rows, n_pairs = self.n_entities, self.n_kg_pairs
             # relational path-aware aggregation: mean over (h, r, t) of e_r * e_t
-            pair_mean = torch.sparse.mm(kg_op, entity_emb)  # [pairs, d]
-            messages = pair_mean * relation_emb.index_select(0, self.pair_rel[:n_pairs])
-            entity_agg = entity_emb.new_zeros(n_rows, entity_emb.shape[1]).index_add_(
-                0, self.pair_head[:n_pairs], messages
-            )
+            pair_mean = kg_mm(entity_emb, items)  # [pairs, d]
+            entity_agg = aggregate(pair_mean, items, n_rows, n_pairs)  # sum_r e_r * pair mean
             # intent-aware user aggregation
-            user_agg = torch.sparse.mm(inter_op, entity_emb[: self.n_items])
+            user_agg = inter_mm(entity_emb[: self.n_items])
             attention = torch.softmax(user_emb @ self.intent_keys.t(), dim=1)  # [n_users, F]
             user_agg = user_agg * (attention @ intents) + user_agg
             if training and self.mess_dropout_rate > 0.0:

@@ -1,0 +1,135 @@
+# -*- coding: utf-8 -*-
+"""Sparse-dense products with a fixed sparsity pattern, built once, and their exact gradients.
+
+KGIN multiplies the same two sparse matrices (knowledge graph, interactions) by dense embeddings at
+every hop of every step; node dropout only removes entries. :class:`CachedPattern` stores the full
+pattern once in CSR order together with the permutation into its transpose's CSR order, so that a
+step's matrix and its transpose are gathered from cached index arrays (no sort, no COO/CSR
+conversion); :func:`spmm` is ``matrix @ dense`` whose backward multiplies by that cached transpose.
+Only the dense operand gets a gradient (the matrix values are constants: degrees and dropout
+scales). Indices are int32 where the sizes allow (less memory traffic), int64 otherwise. Nothing here
+depends on the device.
+"""
+
+import warnings
+
+import torch
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+_INT32_MAX = 2**31 - 1
+
+
+class SparsePair:
+    """A CSR matrix ``A`` [n_rows, n_cols] and its transpose ``A^T`` in CSR, same values."""
+
+    __slots__ = ("matrix", "transpose")
+
+    def __init__(self, matrix, transpose):
+        self.matrix = matrix
+        self.transpose = transpose
+
+
+class _SpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pair, dense):
+        ctx.pair = pair
+        return torch.sparse.mm(pair.matrix, dense)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if not ctx.needs_input_grad[1]:
+            return None, None
+        return None, torch.sparse.mm(ctx.pair.transpose, grad.contiguous())
+
+
+def spmm(pair, dense):
+    """``pair.matrix @ dense``; the gradient of ``dense`` is ``pair.transpose @ grad``."""
+    if not torch.is_grad_enabled() or not dense.requires_grad:
+        return torch.sparse.mm(pair.matrix, dense)
+    return _SpMM.apply(pair, dense)
+
+
+def constant_pair(row, col, n_rows, n_cols, values=None):
+    """SparsePair of a pattern whose values never change (ones unless given); build it once."""
+    pattern = CachedPattern(row, col, n_rows, n_cols)
+    if values is None:
+        values = torch.ones(pattern.nnz, device=pattern.row.device)
+    return pattern.select(values)
+
+
+def _crow(rows, n_rows, dtype):
+    counts = torch.bincount(rows, minlength=n_rows)
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
+    torch.cumsum(counts, 0, out=crow[1:])
+    return crow.to(dtype)
+
+
+class CachedPattern:
+    """The pattern of a sparse matrix: entries ``(row[k], col[k])``, sorted by row then column.
+
+    ``select(values, keep)`` returns a :class:`SparsePair` holding the entries where ``keep`` is
+    true (all when ``keep`` is None) with the given per-entry ``values`` (aligned with the
+    entries), restricted to the first ``n_rows`` rows when asked. The transpose is gathered
+    through a permutation computed once.
+    """
+
+    def __init__(self, row, col, n_rows, n_cols):
+        row = torch.as_tensor(row, dtype=torch.int64)
+        col = torch.as_tensor(col, dtype=torch.int64)
+        if row.numel() > 1:
+            key = row * max(n_cols, 1) + col
+            if bool((key[1:] < key[:-1]).any()):
+                raise ValueError("CachedPattern: entries must be sorted by row, then column")
+        self.n_rows, self.n_cols = int(n_rows), int(n_cols)
+        self.nnz = int(row.numel())
+        small = max(self.n_rows, self.n_cols, self.nnz) <= _INT32_MAX
+        self.index_dtype = torch.int32 if small else torch.int64
+        self.row, self.col = row, col
+        # entries in the transpose's CSR order: by column, then row (stable sort keeps row order)
+        self.t_perm = torch.sort(col, stable=True).indices
+        self._full = None  # (crow, col, t_crow, t_col) of the whole pattern
+
+    def to(self, device):
+        for name in ("row", "col", "t_perm"):
+            setattr(self, name, getattr(self, name).to(device))
+        self._full = None
+        return self
+
+    def _full_structure(self):
+        if self._full is None:
+            dt = self.index_dtype
+            self._full = (
+                _crow(self.row, self.n_rows, dt), self.col.to(dt),
+                _crow(self.col, self.n_cols, dt), self.row[self.t_perm].to(dt),
+            )
+        return self._full
+
+    def select(self, values, keep=None, n_rows=None):
+        """SparsePair of the kept entries (``keep``: bool mask over entries, or None for all),
+        restricted to rows ``< n_rows`` (the first rows; None: all)."""
+        n_rows = self.n_rows if n_rows is None else int(n_rows)
+        dt = self.index_dtype
+        if keep is None and n_rows == self.n_rows:
+            crow, col, t_crow, t_col = self._full_structure()
+            fwd_vals, t_vals = values, values[self.t_perm]
+        else:
+            if keep is None:
+                keep = torch.ones(self.nnz, dtype=torch.bool, device=self.row.device)
+            if n_rows < self.n_rows:
+                keep = keep & (self.row < n_rows)
+            idx = keep.nonzero().squeeze(1)  # increasing: CSR order is kept
+            t_idx = self.t_perm[keep[self.t_perm]]  # kept entries in transpose order
+            rows = self.row[idx]
+            crow = _crow(rows, n_rows, dt)
+            col = self.col[idx].to(dt)
+            t_crow = _crow(self.col[idx], self.n_cols, dt)
+            t_col = self.row[t_idx].to(dt)
+            fwd_vals, t_vals = values[idx], values[t_idx]
+        matrix = torch.sparse_csr_tensor(
+            crow, col, fwd_vals, (n_rows, self.n_cols), check_invariants=False
+        )
+        transpose = torch.sparse_csr_tensor(
+            t_crow, t_col, t_vals, (self.n_cols, n_rows), check_invariants=False
+        )
+        return SparsePair(matrix, transpose)
