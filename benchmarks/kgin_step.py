@@ -59,20 +59,10 @@ NAMES = {"KGIN": "ours", "RecBoleKGIN": "recbole"}
 
 
 def machine(device):
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            kb = int(f.readline().split()[1])
-        mem = f", {kb / 2**20:.0f} GB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
+    from machine import cpu_name, memory_gb
+
+    gb = memory_gb()
+    cpu, mem = cpu_name(), ("" if gb is None else f", {gb:.0f} GB RAM")
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "no GPU used"
     return (f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}")
@@ -188,14 +178,18 @@ class Runner:
         sync(self.device)
         start, cpu_start = time.perf_counter(), time.process_time()
         batch = self.next_batch().to(self.device)
+        self.train_batch(batch)
+        sync(self.device)
+        return time.perf_counter() - start, time.process_time() - cpu_start
+
+    def train_batch(self, batch):
+        """Forward, backward and one Adam update on ``batch``."""
         self.optimizer.zero_grad()
         loss = self.model.calculate_loss(batch)
         if isinstance(loss, tuple):
             loss = sum(loss)
         loss.backward()
         self.optimizer.step()
-        sync(self.device)
-        return time.perf_counter() - start, time.process_time() - cpu_start
 
     def epoch(self):
         """Seconds of one full training epoch (RecBole's loader, one pass)."""
@@ -203,13 +197,7 @@ class Runner:
         sync(self.device)
         start = time.perf_counter()
         for batch in self.train_data:
-            batch = batch.to(self.device)
-            self.optimizer.zero_grad()
-            loss = self.model.calculate_loss(batch)
-            if isinstance(loss, tuple):
-                loss = sum(loss)
-            loss.backward()
-            self.optimizer.step()
+            self.train_batch(batch.to(self.device))
         sync(self.device)
         return time.perf_counter() - start
 

@@ -12,7 +12,6 @@ writes JSON and prints a Markdown table. Extra ``--key=value`` arguments overrid
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,13 +38,9 @@ def scatter_backend():
 
 
 def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
+    from machine import cpu_name
+
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}"
 
