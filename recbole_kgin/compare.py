@@ -33,7 +33,7 @@ import numpy as np
 from recbole_kgin.arguments import parse_compare, search_options
 from recbole_kgin.errors import UsageError
 from recbole_kgin.experiment import protocol, report, search
-from recbole_kgin.experiment.files import read_json, write_atomic, write_json
+from recbole_kgin.experiment.files import read_json, write_atomic, write_json, write_npz
 from recbole_kgin.experiment.runner import build_dataset_blob, read_per_user
 
 # Model types whose models rank the full item set through RecBole's full-sort evaluator.
@@ -349,11 +349,7 @@ def per_user_table(run_dir, rows, seeds):
             users = sorted(mean)
             arrays["users"] = np.array(users)
             arrays[f"{column}_mean"] = np.array([mean[u] for u in users])
-        import io
-
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        write_atomic(run_dir / "per_user" / f"{row['model']}.npz", buffer.getvalue())
+        write_npz(run_dir / "per_user" / f"{row['model']}.npz", arrays)
     return means
 
 

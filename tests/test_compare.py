@@ -88,7 +88,7 @@ def test_table_csv_has_every_column_and_numeric_rows(first_run):
     assert rows["Pop"]["trials"] == "1"  # Pop has no hyperparameter: its settings run once
     for name in ("png", "md", "json"):
         assert any(p.suffix == f".{name}" for p in run_dir.iterdir())
-    assert not list(run_dir.rglob(".*.tmp"))
+    assert not list(run_dir.rglob(".*.tmp*"))
 
 
 def test_means_and_stds_are_those_of_the_seed_runs(first_run):

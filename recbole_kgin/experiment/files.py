@@ -3,31 +3,26 @@
 interrupted run never leaves a half-written file behind."""
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 
 def write_atomic(path, data):
-    """Write ``data`` (str or bytes) to ``path`` through a temporary file and ``os.replace``. The
-    file gets the usual permissions (0666 less the umask), not mkstemp's 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` (str or bytes) to ``path`` atomically with the checkpoint writer
+    (:func:`recbole_kgin.checkpoint.atomic_write`: temporary file, fsync, rename, usual mode)."""
+    from recbole_kgin.checkpoint import atomic_write
+
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    atomic_write(path, lambda handle: handle.write(payload))
+
+
+def write_npz(path, arrays):
+    """``np.savez`` of ``arrays`` (no pickled objects), written atomically."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
 
 
 def jsonable(value):

@@ -177,14 +177,10 @@ def run_configuration(run_config, dataset_blob, *, evaluate_test, on_validation=
 def write_final(folder, seed, record, per_user):
     """``seed-<seed>.json`` (the run's record) and ``seed-<seed>.npz`` (per-user test metrics),
     each written atomically; the JSON last, so its presence means the run is complete."""
-    from recbole_kgin.experiment.files import write_atomic, write_json
+    from recbole_kgin.experiment.files import write_json, write_npz
 
     folder = Path(folder)
-    import io
-
-    buffer = io.BytesIO()
-    np.savez(buffer, **per_user)
-    write_atomic(folder / f"seed-{seed}.npz", buffer.getvalue())
+    write_npz(folder / f"seed-{seed}.npz", per_user)
     write_json(folder / f"seed-{seed}.json", record)
 
 
