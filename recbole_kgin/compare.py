@@ -310,6 +310,7 @@ def run_model(name, config, args, budget, seeds, run_dir, settings):
     params, trials, search_summary = select_configuration(name, config, args, budget, model_dir,
                                                            blob)
     final_settings = search.search_settings(config, None, search_options(args, 1, "fifo"))
+    seeds = protocol.model_seeds(name, seeds)
     errors, attempted = search.run_finals(final_settings, params, seeds, model_dir / "final", blob,
                                           per_user_ks=protocol.TABLE_KS)
     if errors:
@@ -339,7 +340,8 @@ def per_user_table(run_dir, rows, seeds):
     for row in rows:
         if row["status"] != "ok":
             continue
-        runs = [read_per_user(run_dir / "models" / row["model"] / "final", s) for s in seeds]
+        runs = [read_per_user(run_dir / "models" / row["model"] / "final", s)
+                for s in protocol.model_seeds(row["model"], seeds)]
         columns = [c for c in runs[0] if c != "users"]
         arrays = {}
         means[row["model"]] = {}

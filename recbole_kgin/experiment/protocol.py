@@ -32,6 +32,21 @@ BUDGET_IGNORING = {
 }
 
 
+# Models whose training has no randomness (no initialisation, no sampling, no dropout): every model
+# seed gives the same numbers, so their selected configuration runs once and the row says so.
+DETERMINISTIC = {
+    "Pop": "counts interactions",
+    "ItemKNN": "item-item cosine similarity of the training matrix",
+    "EASE": "closed-form ridge regression of the training matrix",
+}
+
+
+def model_seeds(model, seeds):
+    """The final-run seeds of ``model``: all of ``seeds``, or the first one for a model in
+    ``DETERMINISTIC`` (further seeds would repeat the same run)."""
+    return list(seeds[:1]) if model in DETERMINISTIC else list(seeds)
+
+
 class Budget:
     """What every model of a comparison gets: the same epoch cap, validation every ``eval_step``
     epochs, the same patience in epochs, the same batch size, ``trials`` search trials and

@@ -11,7 +11,8 @@ import csv
 import io
 import json
 
-from recbole_kgin.experiment.protocol import HEADLINE_K, METRICS, TABLE_KS, TEST_NAME, rank_marks
+from recbole_kgin.experiment.protocol import (DETERMINISTIC, HEADLINE_K, METRICS, TABLE_KS, TEST_NAME,
+                                              rank_marks)
 
 METRIC_LABEL = {"recall": "Recall", "ndcg": "NDCG", "hit": "Hit", "precision": "Precision"}
 
@@ -160,6 +161,11 @@ def budget_lines(summary):
         f"- seeds: {b['seeds']} run(s) of each selected configuration with model seeds "
         f"{', '.join(str(s) for s in summary['seeds'])} on one split (split seed "
         f"{summary['split_seed']}); metrics are mean ± sample std over seeds.")
+    once = [r["model"] for r in summary.get("models", []) if r["model"] in DETERMINISTIC]
+    if once and b["seeds"] > 1:
+        lines.append(f"- {', '.join(once)}: deterministic (no initialisation, sampling or dropout; "
+                     "the model seed changes nothing), so the selected configuration runs once "
+                     "(seeds 1, std 0).")
     reference = summary.get("significance_reference")
     if reference:
         lines.append(f"- p R@20 / p N@20: {TEST_NAME}, of each model against {reference}, on each "
