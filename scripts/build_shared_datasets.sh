@@ -40,6 +40,10 @@ convert --src "$src_root/last-fm" --name lastfm-kg-resplit --resplit 0.8,0.1,0.1
 convert --src "$src_root/last-fm" --name lastfm-kg-resplit-u2k --resplit 0.8,0.1,0.1 --users 2000
 # Alibaba-iFashion: full KG + the test-file interactions, re-split.
 convert --src "$src_root/alibaba-fashion" --name alibaba-kg-resplit --resplit 0.8,0.1,0.1
+# CPU-sized subsample of it: 10,000 users, KG triplets within 2 hops of their items (1 hop keeps
+# only one of the 51 relations; 2 hops keep 48). Every kept user keeps all of its interactions.
+convert --src "$src_root/alibaba-fashion" --name alibaba-kg-resplit-u10k --resplit 0.8,0.1,0.1 \
+    --users 10000 --kg-hops 2
 # Amazon-Book: the authors' complete train/test files, but no KG here (general models only).
 # Its test.txt has 88 lines with a user id but no item (skipped and counted).
 # holdout: 10% of each user's training items validate, test.txt is the paper's test set.
