@@ -75,6 +75,25 @@ def test_spmm_output_and_gradient_equal_dense_product(masked):
     assert close(grad_fast, x.grad)
 
 
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+def test_csr_mm_equals_torch_sparse_mm(index_dtype):
+    from recbole_kgin.model.sparse_ops import csr_mm
+
+    row, col = random_pattern(50, 40, 300, seed=9)
+    pattern = CachedPattern(row, col, 50, 40)
+    gen = torch.Generator().manual_seed(2)
+    pair = pattern.select(torch.rand(row.shape[0], generator=gen))
+    matrix = torch.sparse_csr_tensor(pair.matrix.crow_indices().to(index_dtype),
+                                     pair.matrix.col_indices().to(index_dtype),
+                                     pair.matrix.values(), (50, 40))
+    dense = torch.randn(40, 6, generator=gen)
+    assert torch.equal(csr_mm(matrix, dense), torch.sparse.mm(matrix, dense))
+    assert torch.equal(csr_mm(matrix, dense.t().contiguous().t()), torch.sparse.mm(matrix, dense))
+    empty = CachedPattern(row, col, 50, 40).select(torch.ones(row.shape[0]),
+                                                   torch.zeros(row.shape[0], dtype=torch.bool))
+    assert torch.equal(csr_mm(empty.matrix, dense), torch.zeros(50, 6))  # no uninitialised rows
+
+
 def test_spmm_gradcheck_double():
     row, col = random_pattern(9, 7, 25, seed=3)
     pattern = CachedPattern(row, col, 9, 7)
@@ -82,6 +101,39 @@ def test_spmm_gradcheck_double():
     pair = pattern.select(values, values > 0.3)
     x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: spmm(pair, t), (x,))
+
+
+def test_relation_aggregate_equals_gather_multiply_sum():
+    """The fused relation-weighted aggregation against the plain autograd of its definition, and
+    gradcheck in double precision."""
+    from recbole_kgin.model.sparse_ops import constant_pair, relation_aggregate
+
+    gen = torch.Generator().manual_seed(7)
+    n_heads, n_rel, d = 9, 4, 5
+    pair_head = torch.sort(torch.randint(0, n_heads, (30,), generator=gen)).values
+    pair_rel = torch.randint(0, n_rel, (30,), generator=gen)
+    pairs = torch.arange(30)
+    order = torch.sort(pair_rel, stable=True).indices
+    for dtype in (torch.float32, torch.float64):
+        pair_mean = torch.randn(30, d, generator=gen, dtype=dtype, requires_grad=True)
+        relation = torch.randn(n_rel, d, generator=gen, dtype=dtype, requires_grad=True)
+        hs = constant_pair(pair_head, pairs, n_heads, 30, torch.ones(30, dtype=dtype))
+        rs = constant_pair(pair_rel[order], order, n_rel, 30, torch.ones(30, dtype=dtype))
+        weight = torch.randn(n_heads, d, generator=gen, dtype=dtype)
+        fused = relation_aggregate(pair_mean, relation, pair_rel, pair_head, hs, rs)
+        (fused * weight).sum().backward()
+        grads = pair_mean.grad.clone(), relation.grad.clone()
+        pair_mean.grad = relation.grad = None
+        plain = torch.zeros(n_heads, d, dtype=dtype).index_add(
+            0, pair_head, pair_mean * relation[pair_rel])
+        (plain * weight).sum().backward()
+        assert torch.allclose(fused, plain, atol=ATOL, rtol=RTOL)
+        assert torch.allclose(grads[0], pair_mean.grad, atol=ATOL, rtol=RTOL)
+        assert torch.allclose(grads[1], relation.grad, atol=ATOL, rtol=RTOL)
+        if dtype == torch.float64:
+            assert torch.autograd.gradcheck(
+                lambda a, b: relation_aggregate(a, b, pair_rel, pair_head, hs, rs),
+                (pair_mean, relation))
 
 
 def test_cached_pattern_rejects_unsorted_entries():
@@ -114,6 +166,7 @@ def loss_and_grads(model, batch, seed):
 
 @pytest.mark.parametrize("overrides", [
     {},
+    {"user_propagation": "all"},
     {"node_dropout_semantics": "reference", "node_dropout_rate": 0.3},
     {"node_dropout_rate": 0.0, "mess_dropout_rate": 0.0},
     {"context_hops": 1},
@@ -139,6 +192,81 @@ def test_cached_backend_equals_torch_backend_in_training(tmp_path, overrides):
         torch.manual_seed(3)
         out_f = fast(items_only=items_only)
         assert close(out_f[0], out_p[0]) and close(out_f[1], out_p[1])
+
+
+def test_batch_user_propagation_equals_all_users(tmp_path):
+    """forward(users=...) gives exactly the rows of forward() for these users, dropout included
+    (the masks of every user are drawn either way), and the batch's loss and gradients agree."""
+    write_kg_dataset(tmp_path, n_users=70, n_items=90)
+    models = {}
+    for mode in ("all", "batch"):
+        config = create_config("KGIN", "tiny", config_dict=tiny_config(
+            tmp_path, embedding_size=16, user_propagation=mode))
+        _, train_data, _, _ = load_data(config)
+        torch.manual_seed(0)
+        models[mode] = KGIN(config, train_data._dataset)
+    every, batch = models["all"], models["batch"]
+    batch.load_state_dict(every.state_dict())
+    users = torch.tensor([1, 4, 5, 17, 40, 69])
+    for training in (False, True):
+        torch.manual_seed(5)
+        full_users, full_items = every.forward(sample_graph=training, items_only=True)
+        torch.manual_seed(5)
+        rows, items = batch.forward(sample_graph=training, items_only=True, users=users)
+        assert close(rows, full_users[users]) and close(items, full_items)
+    # a RecBole batch repeats users: the loss gathers each pair's user row
+    from recbole.utils import KGDataLoaderState
+
+    train_data.set_mode(KGDataLoaderState.RS)
+    data = next(iter(train_data))
+    assert data[every.USER_ID].unique().numel() < data[every.USER_ID].numel()
+    loss_a, grads_a = loss_and_grads(every, data, 11)
+    loss_b, grads_b = loss_and_grads(batch, data, 11)
+    assert close(loss_b, loss_a)
+    for name in grads_a:
+        assert close(grads_b[name], grads_a[name]), name
+    untouched = torch.ones(every.n_users, dtype=torch.bool)
+    untouched[data[every.USER_ID]] = False
+    assert torch.all(grads_b["user_embedding"][untouched] == 0)
+
+
+def test_message_dropout_keeps_one_minus_p_scaled_and_is_reproducible():
+    from recbole_kgin.model.kgin import message_dropout
+
+    x = torch.ones(400, 50)
+    torch.manual_seed(3)
+    out = message_dropout(x, 0.2)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.8) < 0.01  # 20,000 draws: sd 0.003
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.8))
+    torch.manual_seed(3)
+    assert torch.equal(message_dropout(x, 0.2), out)
+    assert not torch.equal(message_dropout(x, 0.2), out)  # the next draw differs
+    rows = torch.tensor([0, 7, 399])
+    torch.manual_seed(3)
+    assert torch.equal(message_dropout(x[rows], 0.2, rows, 400), out[rows])
+
+
+def test_take_rows_selects_the_rows_entries():
+    row, col = random_pattern(12, 9, 50, seed=4)
+    pattern = CachedPattern(row, col, 12, 9)
+    values = torch.rand(row.shape[0]) + 0.1
+    dense = torch.zeros(12, 9)
+    dense[row, col] = values
+    rows = torch.tensor([0, 3, 4, 11])
+    sub, entries = pattern.take_rows(rows)
+    pair = sub.select(values[entries])
+    assert torch.equal(pair.matrix.to_dense(), dense[rows])
+    assert torch.equal(pair.transpose.to_dense(), dense[rows].t())
+
+
+def test_bad_user_propagation_names_the_key(tmp_path):
+    write_kg_dataset(tmp_path)
+    config = create_config("KGIN", "tiny", config_dict=tiny_config(
+        tmp_path, user_propagation="some"))
+    _, train_data, _, _ = load_data(config)
+    with pytest.raises(ValueError, match="user_propagation"):
+        KGIN(config, train_data._dataset)
 
 
 def test_cached_backend_equals_torch_backend_in_evaluation(tmp_path):

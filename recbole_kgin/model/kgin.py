@@ -34,6 +34,16 @@ Switchable choices (see ``properties/model/KGIN.yaml``):
 * ``kg_dedup``: drop duplicate (h, r, t) triplets, as the authors' graph construction does.
 * ``joint_init``: draw user and entity embeddings with one Xavier bound computed over the stacked
   [users + entities, d] table, as the authors' code does; ``False`` uses a bound per table.
+* ``user_propagation`` (``cached`` backend, training): ``batch`` (default) propagates only the users
+  of the step's batch. A user's hop output depends on that user's own interactions and embedding and
+  on the items, never on another user, and the loss reads only the batch's users, so the loss and
+  every gradient are those of ``all`` (every user, as the authors' code), which is tested. Message
+  dropout of the user rows draws the mask of every user and keeps the batch's rows, so on CPU the
+  random numbers are those of ``all`` too; on CUDA ``all`` uses torch's fused dropout kernel and the
+  masks differ (same distribution).
+
+Message dropout draws its masks with :func:`message_dropout` (on CPU from NumPy's PCG64, seeded from
+torch's generator): the same distribution as ``nn.Dropout``, other random numbers.
 """
 
 import math
@@ -48,13 +58,14 @@ from recbole.model.abstract_recommender import KnowledgeRecommender
 from recbole.utils import InputType
 
 from recbole_kgin.model.cpu_memory import retain_freed_memory
-from recbole_kgin.model.sparse_ops import CachedPattern, constant_pair, spmm
+from recbole_kgin.model.sparse_ops import CachedPattern, constant_pair, relation_aggregate, spmm
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 IND_TYPES = ("distance", "cosine", "mi")
 DROPOUT_SEMANTICS = ("drop", "reference")
 SPARSE_BACKENDS = ("cached", "torch")
+USER_PROPAGATION = ("batch", "all")
 
 
 def _require(config, key, check, expected):
@@ -77,6 +88,30 @@ def mi_independence(weight, temperature):
     unit = F.normalize(weight, p=2, dim=1)
     logits = (unit @ unit.t()) / temperature
     return (torch.logsumexp(logits, dim=1) - logits.diagonal()).sum()
+
+
+def message_dropout(x, p, rows=None, n_rows=None):
+    """Dropout of the rows of ``x`` (training): each entry is kept with probability 1 - p and
+    scaled by 1 / (1 - p), as ``F.dropout``.
+
+    With ``rows`` (increasing ids of ``x``'s rows among ``n_rows``) the mask of all ``n_rows`` rows
+    is drawn and these rows are used, so the random numbers do not depend on which rows are
+    computed. On CPU the uniform numbers come from NumPy's PCG64 seeded from torch's generator
+    (reproducible under ``torch.manual_seed``; about 3x faster than torch's CPU Bernoulli sampler,
+    which runs on one thread); on other devices from torch's own sampler."""
+    n = x.shape[0] if rows is None else n_rows
+    if x.device.type != "cpu":
+        if rows is None:
+            return F.dropout(x, p=p, training=True)
+        noise = x.new_empty(n, x.shape[1]).bernoulli_(1.0 - p).index_select(0, rows)
+        return x * noise.div_(1.0 - p)
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    uniform = np.random.Generator(np.random.PCG64(seed)).random(n * x.shape[1], dtype=np.float32)
+    noise = torch.from_numpy(uniform).view(n, x.shape[1])
+    if rows is not None:
+        noise = noise.index_select(0, rows)
+    noise = noise.ge_(p).div_(1.0 - p)  # 1 / (1 - p) where uniform >= p, else 0
+    return x * noise.to(x.dtype)
 
 
 def distance_independence(weight, eps=1e-8):
@@ -151,6 +186,10 @@ class KGIN(KnowledgeRecommender):
         if retain is not None and not isinstance(retain, bool):
             raise ValueError(f"config key 'retain_cpu_memory' = {retain!r}: expected True or False")
         self.retains_cpu_memory = bool(retain) and retain_freed_memory()
+        self.user_propagation = config["user_propagation"] or "batch"
+        if self.user_propagation not in USER_PROPAGATION:
+            raise ValueError(f"config key 'user_propagation' = {self.user_propagation!r}: expected "
+                             f"one of {USER_PROPAGATION}")
         self.kg_dedup = bool(config["kg_dedup"]) if config["kg_dedup"] is not None else True
         joint_init = bool(config["joint_init"]) if config["joint_init"] is not None else True
 
@@ -304,21 +343,25 @@ class KGIN(KnowledgeRecommender):
                 "item_head_sum": constant_pair(
                     self.pair_head[:n_ip], pairs[:n_ip], self.n_items, n_ip,
                     torch.ones(n_ip, dtype=dtype, device=device)),
-                # [pairs x relations] one-hot: picks each pair's relation embedding; its transpose
-                # sums gradients per relation
-                "rel_pick": constant_pair(pairs, self.pair_rel, self.n_kg_pairs,
-                                          self.n_kg_relations,
-                                          torch.ones(self.n_kg_pairs, dtype=dtype, device=device)),
-                "item_rel_pick": constant_pair(
-                    pairs[:n_ip], self.pair_rel[:n_ip], n_ip, self.n_kg_relations,
-                    torch.ones(n_ip, dtype=dtype, device=device)),
+                # [relations x pairs]: sums the gradients of the pairs of each relation
+                "rel_sum": self._relation_sum(self.n_kg_pairs),
+                "item_rel_sum": self._relation_sum(n_ip),
             }
         return self._patterns
 
-    def _cached_graph(self, training, items_only):
+    def _relation_sum(self, n_pairs):
+        """SparsePair of the [relations x pairs] 0/1 matrix summing the first ``n_pairs`` pairs
+        of each relation (entries sorted by relation, then pair)."""
+        rel = self.pair_rel[:n_pairs]
+        order = torch.sort(rel, stable=True).indices
+        ones = torch.ones(n_pairs, dtype=self.entity_embedding.dtype, device=rel.device)
+        return constant_pair(rel[order], order, self.n_kg_relations, n_pairs, ones)
+
+    def _cached_graph(self, training, items_only, users=None):
         """(kg pair for all hops, kg pair of the item rows or None unless ``items_only``,
-        interaction pair) for one propagation:
-        the same edges and values as :meth:`_sample_graph` / the full graph, from cached indices."""
+        interaction pair of every user or of the rows ``users``) for one propagation:
+        the same edges and values as :meth:`_sample_graph` / the full graph, from cached indices
+        (the random draws are those of every entry, whatever ``users`` is)."""
         pat = self._cached_patterns()
         kg, inter = pat["kg"], pat["inter"]
         device = self.kg_head.device
@@ -335,32 +378,41 @@ class KGIN(KnowledgeRecommender):
         kg_values = deg.clamp(min=1.0).reciprocal()[self.kg_head]
         kg_all = kg.select(kg_values, chosen)
         kg_items = kg.select(kg_values, chosen, n_rows=self.n_item_pairs) if items_only else None
-        return kg_all, kg_items, inter.select(inter_values, inter_keep)
+        if users is None:
+            return kg_all, kg_items, inter.select(inter_values, inter_keep)
+        rows, entries = inter.take_rows(users)
+        keep = None if inter_keep is None else inter_keep[entries]
+        return kg_all, kg_items, rows.select(inter_values[entries], keep)
 
     # ------------------------------------------------------------------ model
     def intent_embeddings(self):
         """[F, d]: every intent is a softmax-weighted combination of KG relation embeddings."""
         return torch.softmax(self.intent_relation_logits, dim=1) @ self.relation_embedding
 
-    def forward(self, sample_graph=None, items_only=False):
+    def forward(self, sample_graph=None, items_only=False, users=None):
         """Propagate over the whole graph; returns final (user, entity) representations.
 
         ``sample_graph`` defaults to ``self.training``: node dropout and message dropout are applied
         only in training mode. With ``items_only`` the entity output holds the first ``n_items``
         rows only (the items): the last hop then skips the entities that nothing scores, with the
-        same result for the rows it returns.
+        same result for the rows it returns. ``users`` (``cached`` backend; increasing, unique user
+        ids): the user output holds these users' rows only, in that order, and only they are
+        propagated, with the same result for these rows.
         """
         training = self.training if sample_graph is None else sample_graph
+        if users is not None and self.sparse_backend != "cached":
+            raise ValueError("forward(users=...) needs sparse_backend: cached")
         if self.sparse_backend == "cached":
-            kg_pair, kg_item_pair, inter_pair = self._cached_graph(training, items_only)
+            kg_pair, kg_item_pair, inter_pair = self._cached_graph(training, items_only, users)
             kg_mm = lambda x, items: spmm(kg_item_pair if items else kg_pair, x)
             inter_mm = lambda x: spmm(inter_pair, x)
             pat = self._patterns
 
             def aggregate(pair_mean, items, n_rows, n_pairs):
                 prefix = "item_" if items else ""
-                rel_rows = spmm(pat[prefix + "rel_pick"], self.relation_embedding)
-                return spmm(pat[prefix + "head_sum"], pair_mean * rel_rows)
+                return relation_aggregate(
+                    pair_mean, self.relation_embedding, self.pair_rel[:n_pairs],
+                    self.pair_head[:n_pairs], pat[prefix + "head_sum"], pat[prefix + "rel_sum"])
         else:
             if training:
                 kg_op, inter_op = self._sample_graph()
@@ -377,6 +429,8 @@ class KGIN(KnowledgeRecommender):
 
         intents = self.intent_embeddings()
         user_emb, entity_emb = self.user_embedding, self.entity_embedding
+        if users is not None:
+            user_emb = user_emb.index_select(0, users)
         user_res, entity_res = user_emb, entity_emb
         for hop in range(self.context_hops):
             last = hop == self.context_hops - 1
@@ -394,8 +448,8 @@ class KGIN(KnowledgeRecommender):
             attention = torch.softmax(user_emb @ self.intent_keys.t(), dim=1)  # [n_users, F]
             user_agg = user_agg * (attention @ intents) + user_agg
             if training and self.mess_dropout_rate > 0.0:
-                entity_agg = F.dropout(entity_agg, p=self.mess_dropout_rate, training=True)
-                user_agg = F.dropout(user_agg, p=self.mess_dropout_rate, training=True)
+                entity_agg = message_dropout(entity_agg, self.mess_dropout_rate)
+                user_agg = message_dropout(user_agg, self.mess_dropout_rate, users, self.n_users)
             entity_emb = F.normalize(entity_agg, p=2, dim=1)
             user_emb = F.normalize(user_agg, p=2, dim=1)
             entity_res = entity_res + entity_emb
@@ -418,8 +472,13 @@ class KGIN(KnowledgeRecommender):
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
 
-        user_all, entity_all = self.forward(items_only=True)
-        u_e = user_all[user]
+        if self.sparse_backend == "cached" and self.user_propagation == "batch":
+            batch_users, position = torch.unique(user, sorted=True, return_inverse=True)
+            user_rows, entity_all = self.forward(items_only=True, users=batch_users)
+            u_e = user_rows[position]
+        else:
+            user_all, entity_all = self.forward(items_only=True)
+            u_e = user_all[user]
         pos_e = entity_all[pos_item]
         neg_e = entity_all[neg_item]
         pos_scores = (u_e * pos_e).sum(dim=1)
