@@ -238,7 +238,18 @@ def _environment():
             "python": platform.python_version(), "cpu_count": os.cpu_count()}
 
 
-def select_configuration(name, config, args, budget, model_dir, blob):
+def memory_request(name, blob):
+    """``{"memory_per_trial": bytes, "memory_reason": text}`` for a model with dense item x item
+    matrices (see :func:`protocol.trial_memory`), else ``{}``."""
+    if name not in protocol.ITEM_ITEM_MEMORY:
+        return {}
+    import pickle
+
+    need, reason = protocol.trial_memory(name, pickle.loads(blob).item_num)
+    return {"memory_per_trial": need, "memory_reason": reason}
+
+
+def select_configuration(name, config, args, budget, model_dir, blob, memory=None):
     """The model's search (``budget.trials`` trials over its space file) or its shipped settings.
     Returns ``(params, trials_run, search_summary)``."""
     from recbole_kgin.config import PROPERTIES_DIR
@@ -250,6 +261,7 @@ def select_configuration(name, config, args, budget, model_dir, blob):
     if done is not None:
         return done["params"], done["trials"], done
     settings = search.search_settings(config, space, search_options(args, budget.trials, args.scheduler))
+    settings.update(memory or {})
     exp_dir = model_dir / "search"
     resume = search.can_restore(exp_dir)
     if exp_dir.exists() and not resume:
@@ -307,9 +319,11 @@ def run_model(name, config, args, budget, seeds, run_dir, settings):
     start = time.perf_counter()
     layer = user_layer(config)
     blob = build_dataset_blob(name, config["dataset"], layer, model_dir / "dataset")
+    memory = memory_request(name, blob)
     params, trials, search_summary = select_configuration(name, config, args, budget, model_dir,
-                                                           blob)
+                                                           blob, memory)
     final_settings = search.search_settings(config, None, search_options(args, 1, "fifo"))
+    final_settings.update(memory)
     seeds = protocol.model_seeds(name, seeds)
     errors, attempted = search.run_finals(final_settings, params, seeds, model_dir / "final", blob,
                                           per_user_ks=protocol.TABLE_KS)

@@ -20,6 +20,7 @@ and the key.
 """
 
 import math
+import random
 import re
 from numbers import Integral, Real
 from pathlib import Path
@@ -180,6 +181,26 @@ def grid_size(space, search):
         if dist == "grid" or (search == "grid" and dist == "choice"):
             size *= len(args)
     return size
+
+
+def distinct_samples(space, count, seed):
+    """``count`` distinct configurations (all of them when there are fewer) of a space whose keys
+    are all ``choice``, drawn without replacement by a ``seed``-ed generator; None for any other
+    space. Random search samples each trial independently, so over a small discrete space it
+    repeats configurations and a model gets fewer distinct trials than its budget says."""
+    if not space or any(dist != "choice" for dist, _ in space.values()):
+        return None
+    keys = list(space)
+    sizes = [len(space[k][1]) for k in keys]
+    total = math.prod(sizes)
+    points = []
+    for index in random.Random(seed).sample(range(total), min(count, total)):
+        point = {}
+        for key, size in zip(keys, sizes):
+            index, pick = divmod(index, size)
+            point[key] = space[key][1][pick]
+        points.append(point)
+    return points
 
 
 def to_param_space(space, search):

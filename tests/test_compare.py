@@ -141,6 +141,10 @@ def test_every_trial_and_run_had_the_same_budget(first_run):
         assert search["trials"] == 2
         params = list((run_dir / "models" / name / "search").glob("*/params.json"))
         assert len(params) == 2
+    # EASE's space is all choices: its two trials are two different configurations
+    ease = [json.loads(p.read_text())["reg_weight"]
+            for p in (run_dir / "models" / "EASE" / "search").glob("*/params.json")]
+    assert len(set(ease)) == 2
     for name in ("KGIN", "BPR"):
         progress = list((run_dir / "models" / name / "final" / "ray").glob("*/params.json"))
         assert len(progress) == 2
@@ -187,6 +191,39 @@ def test_failing_model_gets_a_failed_row_and_the_others_finish(ray_local, worksp
     assert "negative dimension" in rows["CKE"]["error"] or "Error" in rows["CKE"]["error"]
     assert rows["CKE"]["p_value"] == ""
     assert "failed: " in (run_dir / "table.md").read_text()
+
+
+def test_model_whose_matrices_fit_no_node_is_refused_with_the_numbers(ray_local, workspace,
+                                                                       monkeypatch):
+    monkeypatch.setitem(protocol.ITEM_ITEM_MEMORY, "EASE", (10**12, "a test's estimate"))
+    assert compare.main(_argv(workspace, ["Pop", "EASE"], "memory", "--trials", "2")) == 1
+    rows = _csv(workspace[0] / "out" / "memory" / "table.csv")
+    assert rows["Pop"]["status"] == "ok" and rows["EASE"]["status"] == "failed"
+    assert "needs about" in rows["EASE"]["error"] and "GiB" in rows["EASE"]["error"]
+    assert "a test's estimate" in rows["EASE"]["error"]
+
+
+def test_trial_memory_and_distinct_samples():
+    from recbole_kgin.tune_space import distinct_samples
+
+    need, reason = protocol.trial_memory("EASE", 1000)
+    assert need == 32 * 1000**2 + 2**30 and "1,000 items" in reason
+    assert protocol.trial_memory("BPR", 1000) == (None, None)
+    space = {"a": ("choice", [1, 2, 3]), "b": ("choice", ["x", "y"])}
+    points = distinct_samples(space, 4, seed=1)
+    assert len(points) == 4 and len({(p["a"], p["b"]) for p in points}) == 4
+    assert points == distinct_samples(space, 4, seed=1)
+    assert len(distinct_samples(space, 10, seed=1)) == 6  # every configuration, once
+    assert distinct_samples({"a": ("uniform", [0, 1])}, 3, seed=1) is None
+
+
+def test_short_error_names_the_exception_line():
+    from recbole_kgin.experiment.search import short_error
+
+    text = ("Traceback (most recent call last):\nray.exceptions.OutOfMemoryError: Task was killed "
+            "due to the node running low on memory.\nRefer to the documentation on how to address "
+            "the out of memory issue: https://docs.ray.io/x. Set max_restarts: see Error docs")
+    assert short_error(text).startswith("ray.exceptions.OutOfMemoryError: Task was killed")
 
 
 def test_traditional_models_run_with_any_eval_step(tmp_path, workspace, monkeypatch):

@@ -41,6 +41,24 @@ DETERMINISTIC = {
 }
 
 
+# Models that hold dense item x item matrices: bytes per item pair at their peak. Their runs ask Ray
+# for that much memory, so Ray runs only as many at once as fit, and a run that fits nowhere is
+# refused with the numbers.
+ITEM_ITEM_MEMORY = {
+    "EASE": (32, "RecBole's EASE builds the dense item x item Gram matrix and inverts it in "
+                 "float64: about 32 bytes per item pair at its peak"),
+}
+
+
+def trial_memory(model, n_items):
+    """``(bytes, reason)`` one run of ``model`` needs for its item x item matrices, or
+    ``(None, None)`` for a model without them."""
+    if model not in ITEM_ITEM_MEMORY:
+        return None, None
+    per_pair, reason = ITEM_ITEM_MEMORY[model]
+    return per_pair * int(n_items) ** 2 + 2**30, f"{reason}, {n_items:,} items, plus 1 GiB"
+
+
 def model_seeds(model, seeds):
     """The final-run seeds of ``model``: all of ``seeds``, or the first one for a model in
     ``DETERMINISTIC`` (further seeds would repeat the same run)."""

@@ -152,7 +152,9 @@ def budget_lines(summary):
             f"- tuning: {b['trials']} trials per model ({summary['search']['search']} search, "
             f"{summary['search']['scheduler']} scheduler), every trial trained to early stopping "
             f"within the cap and selected on validation {summary['valid_metric']}; spaces in "
-            "properties/tune/<Model>.yaml (a model without a space runs its shipped settings once)."
+            "properties/tune/<Model>.yaml (a model without a space runs its shipped settings once; "
+            "random search over a space of choices draws distinct configurations, and a space with "
+            "fewer configurations than the trials is tried whole)."
         )
     else:
         lines.append("- tuning: none (--trials 0): every model runs its shipped settings "

@@ -9,6 +9,7 @@ the missing seeds run again.
 """
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from recbole_kgin.experiment.runner import METRIC, plain, run_trial
 from recbole_kgin.tune_space import (
     check_search_compatible,
     check_space,
+    distinct_samples,
     grid_size,
     read_space,
     to_param_space,
@@ -95,6 +97,10 @@ def search_settings(config, space_path, options):
     if settings["scheduler"] == "asha" and not 1 <= settings["grace_period"] <= epochs:
         raise UsageError(f"--grace-period must be between 1 and epochs ({epochs})")
     samples = settings["num_samples"] if space else 1
+    points = distinct_samples(space, samples, config["seed"]) if settings["search"] == "random" \
+        else None
+    if points is not None:
+        samples = len(points)  # a space with fewer configurations than trials is tried whole
     settings.update(
         model=config["model"],
         dataset=config["dataset"],
@@ -106,6 +112,7 @@ def search_settings(config, space_path, options):
         max_t=int(epochs),
         num_samples=samples,
         expected_trials=samples * grid_size(space, settings["search"]),
+        distinct_points=points,
     )
     return settings
 
@@ -170,8 +177,27 @@ def _trainable(settings, dataset_blob, **setup_extra):
                                       "gpus_per_trial")}
     setup.update(setup_extra)
     trainable = tune.with_parameters(run_trial, setup=setup, dataset_blob=dataset_blob)
-    return tune.with_resources(trainable, {"cpu": settings["cpus_per_trial"],
-                                           "gpu": settings["gpus_per_trial"]})
+    resources = {"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]}
+    if settings.get("memory_per_trial"):
+        resources["memory"] = int(settings["memory_per_trial"])
+    return tune.with_resources(trainable, resources)
+
+
+def check_memory(settings):
+    """Refuse a trial whose memory request no node of the Ray cluster can meet (Ray would wait
+    for it forever)."""
+    need = settings.get("memory_per_trial")
+    if not need:
+        return
+    import ray
+
+    offered = max((n.get("Resources", {}).get("memory", 0) for n in ray.nodes() if n.get("Alive")),
+                  default=0)
+    if need > offered:
+        raise RuntimeError(
+            f"{settings['model']} needs about {need / 2**30:.1f} GiB per run "
+            f"({settings.get('memory_reason', 'its estimate')}); the largest Ray node offers "
+            f"{offered / 2**30:.1f} GiB")
 
 
 def _tuner(settings, exp_dir, trainable, param_space, scheduler, search_alg, num_samples,
@@ -206,6 +232,7 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    check_memory(settings)
     trainable = _trainable(settings, dataset_blob, mode="search")
     if resume:
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
@@ -220,6 +247,10 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None):
         search_alg = None
         if settings["search"] in OPTIONAL_SEARCHERS:
             search_alg = searcher_class(settings["search"])()
+        elif settings.get("distinct_points"):
+            from ray.tune.search.basic_variant import BasicVariantGenerator
+
+            search_alg = BasicVariantGenerator(points_to_evaluate=settings["distinct_points"])
         space = {k: tuple(v) for k, v in settings["space"].items()}
         tuner = _tuner(settings, exp_dir, trainable, to_param_space(space, settings["search"]),
                        scheduler, search_alg, settings["num_samples"], callbacks)
@@ -243,6 +274,7 @@ def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
     from ray.tune.schedulers import FIFOScheduler
 
     final_dir = Path(final_dir)
+    check_memory(settings)
     missing = [s for s in seeds if not (final_dir / f"seed-{s}.json").is_file()]
     if not missing:
         return {}, True
@@ -274,7 +306,8 @@ def short_error(error):
     if error is None:
         return ""
     lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
-    picked = [ln for ln in lines if ("Error" in ln or "Exception" in ln) and ":" in ln]
+    named = [ln for ln in lines if re.match(r"[\w.]*(Error|Exception|Interrupt)\b:", ln)]
+    picked = named or [ln for ln in lines if ("Error" in ln or "Exception" in ln) and ":" in ln]
     text = (picked or lines or [type(error).__name__])[-1]
     return text[:300]
 
