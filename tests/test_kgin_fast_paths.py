@@ -208,12 +208,16 @@ def test_batch_user_propagation_equals_all_users(tmp_path):
     every, batch = models["all"], models["batch"]
     batch.load_state_dict(every.state_dict())
     users = torch.tensor([1, 4, 5, 17, 40, 69])
+    item_ids = torch.tensor([0, 2, 3, 30, 88, 89])
     for training in (False, True):
         torch.manual_seed(5)
         full_users, full_items = every.forward(sample_graph=training, items_only=True)
         torch.manual_seed(5)
         rows, items = batch.forward(sample_graph=training, items_only=True, users=users)
         assert close(rows, full_users[users]) and close(items, full_items)
+        torch.manual_seed(5)
+        rows, items = batch.forward(sample_graph=training, users=users, item_ids=item_ids)
+        assert close(rows, full_users[users]) and close(items, full_items[item_ids])
     # a RecBole batch repeats users: the loss gathers each pair's user row
     from recbole.utils import KGDataLoaderState
 

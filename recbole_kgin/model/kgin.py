@@ -35,9 +35,11 @@ Switchable choices (see ``properties/model/KGIN.yaml``):
 * ``joint_init``: draw user and entity embeddings with one Xavier bound computed over the stacked
   [users + entities, d] table, as the authors' code does; ``False`` uses a bound per table.
 * ``user_propagation`` (``cached`` backend, training): ``batch`` (default) propagates only the users
-  of the step's batch. A user's hop output depends on that user's own interactions and embedding and
-  on the items, never on another user, and the loss reads only the batch's users, so the loss and
-  every gradient are those of ``all`` (every user, as the authors' code), which is tested. Message
+  of the step's batch, and the last hop only for the batch's items. A user's hop output depends on
+  that user's own interactions and embedding and on the items, never on another user; the last
+  hop's entity outputs are read only at the batch's items; and the loss reads only these rows, so
+  the loss and every gradient are those of ``all`` (every user and item, as the authors' code), which
+  is tested. Message
   dropout of the user rows draws the mask of every user and keeps the batch's rows, so on CPU the
   random numbers are those of ``all`` too; on CUDA ``all`` uses torch's fused dropout kernel and the
   masks differ (same distribution).
@@ -357,7 +359,35 @@ class KGIN(KnowledgeRecommender):
         ones = torch.ones(n_pairs, dtype=self.entity_embedding.dtype, device=rel.device)
         return constant_pair(rel[order], order, self.n_kg_relations, n_pairs, ones)
 
-    def _cached_graph(self, training, items_only, users=None):
+    def _item_subset(self, item_ids, kg_values, chosen):
+        """The last hop restricted to the items ``item_ids`` (increasing, unique): the KG pair of the
+        (item, relation) pairs they head, with each pair's relation, its row among ``item_ids`` and
+        the [items x pairs] / [relations x pairs] summing matrices."""
+        pat = self._patterns
+        if "item_pair_ptr" not in pat:
+            pat["item_pair_ptr"] = torch.searchsorted(
+                self.pair_head[: self.n_item_pairs],
+                torch.arange(self.n_items + 1, device=item_ids.device))
+        ptr = pat["item_pair_ptr"]
+        starts, counts = ptr[item_ids], ptr[item_ids + 1] - ptr[item_ids]
+        local = torch.repeat_interleave(torch.arange(item_ids.shape[0], device=item_ids.device),
+                                        counts)
+        offsets = torch.cumsum(counts, 0) - counts
+        pairs = (starts - offsets)[local] + torch.arange(local.shape[0], device=local.device)
+        rows, entries = pat["kg"].take_rows(pairs)
+        keep = None if chosen is None else chosen[entries]
+        rel = self.pair_rel[pairs]
+        ones = torch.ones(pairs.shape[0], dtype=self.entity_embedding.dtype, device=rel.device)
+        order = torch.sort(rel, stable=True).indices
+        return {
+            "kg": rows.select(kg_values[entries], keep), "pair_rel": rel, "pair_head": local,
+            "head_sum": constant_pair(local, torch.arange(pairs.shape[0], device=rel.device),
+                                      item_ids.shape[0], pairs.shape[0], ones),
+            "rel_sum": constant_pair(rel[order], order, self.n_kg_relations, pairs.shape[0],
+                                     ones),
+        }
+
+    def _cached_graph(self, training, items_only, users=None, item_ids=None):
         """(kg pair for all hops, kg pair of the item rows or None unless ``items_only``,
         interaction pair of every user or of the rows ``users``) for one propagation:
         the same edges and values as :meth:`_sample_graph` / the full graph, from cached indices
@@ -377,7 +407,12 @@ class KGIN(KnowledgeRecommender):
         deg = torch.bincount(head, minlength=self.n_entities).to(self.entity_embedding.dtype)
         kg_values = deg.clamp(min=1.0).reciprocal()[self.kg_head]
         kg_all = kg.select(kg_values, chosen)
-        kg_items = kg.select(kg_values, chosen, n_rows=self.n_item_pairs) if items_only else None
+        if item_ids is not None:
+            kg_items = self._item_subset(item_ids, kg_values, chosen)
+        elif items_only:
+            kg_items = kg.select(kg_values, chosen, n_rows=self.n_item_pairs)
+        else:
+            kg_items = None
         if users is None:
             return kg_all, kg_items, inter.select(inter_values, inter_keep)
         rows, entries = inter.take_rows(users)
@@ -389,7 +424,7 @@ class KGIN(KnowledgeRecommender):
         """[F, d]: every intent is a softmax-weighted combination of KG relation embeddings."""
         return torch.softmax(self.intent_relation_logits, dim=1) @ self.relation_embedding
 
-    def forward(self, sample_graph=None, items_only=False, users=None):
+    def forward(self, sample_graph=None, items_only=False, users=None, item_ids=None):
         """Propagate over the whole graph; returns final (user, entity) representations.
 
         ``sample_graph`` defaults to ``self.training``: node dropout and message dropout are applied
@@ -397,18 +432,31 @@ class KGIN(KnowledgeRecommender):
         rows only (the items): the last hop then skips the entities that nothing scores, with the
         same result for the rows it returns. ``users`` (``cached`` backend; increasing, unique user
         ids): the user output holds these users' rows only, in that order, and only they are
-        propagated, with the same result for these rows.
+        propagated, with the same result for these rows. ``item_ids`` (``cached`` backend, implies
+        ``items_only``; increasing, unique item ids): the entity output holds these items' rows
+        only, and the last hop computes only them.
         """
         training = self.training if sample_graph is None else sample_graph
-        if users is not None and self.sparse_backend != "cached":
-            raise ValueError("forward(users=...) needs sparse_backend: cached")
+        if (users is not None or item_ids is not None) and self.sparse_backend != "cached":
+            raise ValueError("forward(users=..., item_ids=...) needs sparse_backend: cached")
+        items_only = items_only or item_ids is not None
         if self.sparse_backend == "cached":
-            kg_pair, kg_item_pair, inter_pair = self._cached_graph(training, items_only, users)
-            kg_mm = lambda x, items: spmm(kg_item_pair if items else kg_pair, x)
+            kg_pair, kg_item_pair, inter_pair = self._cached_graph(training, items_only, users,
+                                                                   item_ids)
+            subset = kg_item_pair if item_ids is not None else None
             inter_mm = lambda x: spmm(inter_pair, x)
             pat = self._patterns
 
+            def kg_mm(x, items):
+                if items and subset is not None:
+                    return spmm(subset["kg"], x)
+                return spmm(kg_item_pair if items else kg_pair, x)
+
             def aggregate(pair_mean, items, n_rows, n_pairs):
+                if items and subset is not None:
+                    return relation_aggregate(pair_mean, self.relation_embedding,
+                                              subset["pair_rel"], subset["pair_head"],
+                                              subset["head_sum"], subset["rel_sum"])
                 prefix = "item_" if items else ""
                 return relation_aggregate(
                     pair_mean, self.relation_embedding, self.pair_rel[:n_pairs],
@@ -435,7 +483,10 @@ class KGIN(KnowledgeRecommender):
         for hop in range(self.context_hops):
             last = hop == self.context_hops - 1
             items = last and items_only
-            if items:
+            if items and item_ids is not None:
+                n_rows, n_pairs = item_ids.shape[0], None
+                entity_res = entity_res.index_select(0, item_ids)
+            elif items:
                 n_rows, n_pairs = self.n_items, self.n_item_pairs
                 entity_res = entity_res[: self.n_items]
             else:
@@ -448,7 +499,8 @@ class KGIN(KnowledgeRecommender):
             attention = torch.softmax(user_emb @ self.intent_keys.t(), dim=1)  # [n_users, F]
             user_agg = user_agg * (attention @ intents) + user_agg
             if training and self.mess_dropout_rate > 0.0:
-                entity_agg = message_dropout(entity_agg, self.mess_dropout_rate)
+                rows = item_ids if items else None  # the mask of every item is drawn
+                entity_agg = message_dropout(entity_agg, self.mess_dropout_rate, rows, self.n_items)
                 user_agg = message_dropout(user_agg, self.mess_dropout_rate, users, self.n_users)
             entity_emb = F.normalize(entity_agg, p=2, dim=1)
             user_emb = F.normalize(user_agg, p=2, dim=1)
@@ -474,13 +526,17 @@ class KGIN(KnowledgeRecommender):
 
         if self.sparse_backend == "cached" and self.user_propagation == "batch":
             batch_users, position = torch.unique(user, sorted=True, return_inverse=True)
-            user_rows, entity_all = self.forward(items_only=True, users=batch_users)
+            batch_items, item_position = torch.unique(torch.cat([pos_item, neg_item]), sorted=True,
+                                                      return_inverse=True)
+            user_rows, item_rows = self.forward(users=batch_users, item_ids=batch_items)
             u_e = user_rows[position]
+            pos_e = item_rows[item_position[: pos_item.shape[0]]]
+            neg_e = item_rows[item_position[pos_item.shape[0]:]]
         else:
             user_all, entity_all = self.forward(items_only=True)
             u_e = user_all[user]
-        pos_e = entity_all[pos_item]
-        neg_e = entity_all[neg_item]
+            pos_e = entity_all[pos_item]
+            neg_e = entity_all[neg_item]
         pos_scores = (u_e * pos_e).sum(dim=1)
         neg_scores = (u_e * neg_e).sum(dim=1)
         bpr = -F.logsigmoid(pos_scores - neg_scores).mean()
