@@ -136,6 +136,33 @@ def test_relation_aggregate_equals_gather_multiply_sum():
                 (pair_mean, relation))
 
 
+def test_relation_aggregate_blocks_equal_the_gather():
+    """Pairs ordered by relation: the per-block broadcast products give the gather's numbers."""
+    from recbole_kgin.model.sparse_ops import constant_pair, relation_aggregate
+
+    gen = torch.Generator().manual_seed(8)
+    n_heads, n_rel, d, n = 7, 3, 4, 25
+    pair_rel = torch.sort(torch.randint(0, n_rel, (n,), generator=gen)).values
+    pair_head = torch.randint(0, n_heads, (n,), generator=gen)
+    bounds = torch.cat([torch.tensor([0]), torch.nonzero(pair_rel.diff()).squeeze(1) + 1,
+                        torch.tensor([n])]).tolist()
+    blocks = [(a, b, int(pair_rel[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+    order = torch.sort(pair_head, stable=True).indices
+    hs = constant_pair(pair_head[order], order, n_heads, n)
+    rs = constant_pair(pair_rel, torch.arange(n), n_rel, n)
+    weight = torch.randn(n_heads, d, generator=gen)
+    results = []
+    for use_blocks in (None, blocks):
+        pair_mean = torch.randn(n, d, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        relation = torch.randn(n_rel, d, generator=torch.Generator().manual_seed(2),
+                               requires_grad=True)
+        out = relation_aggregate(pair_mean, relation, pair_rel, pair_head, hs, rs, use_blocks)
+        (out * weight).sum().backward()
+        results.append((out.detach(), pair_mean.grad, relation.grad))
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, atol=ATOL, rtol=RTOL)
+
+
 def test_cached_pattern_rejects_unsorted_entries():
     with pytest.raises(ValueError, match="sorted by row"):
         CachedPattern(torch.tensor([1, 0]), torch.tensor([0, 0]), 2, 2)

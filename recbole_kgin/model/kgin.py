@@ -211,23 +211,39 @@ class KGIN(KnowledgeRecommender):
         if self.kg_dedup:
             triples = np.unique(np.stack([head, rel, tail], axis=1), axis=0)
             head, rel, tail = triples[:, 0], triples[:, 1], triples[:, 2]
-        # Edges sorted by (head, relation). Aggregation runs per (head, relation) pair:
+        # Aggregation runs per (head, relation) pair:
         #   S[(h, r)] = sum_t e_t / deg(h)   (one sparse-dense product over the edges),
         #   e_h' = sum_r e_r * S[(h, r)]     (one small scatter over the pairs),
         # which is the mean over edges of e_r * e_t with far fewer [edges x d] temporaries.
-        order = np.lexsort((tail, rel, head))
-        head, rel, tail = head[order], rel[order], tail[order]
-        pair_key = head * self.n_kg_relations + rel
-        unique_pairs, pair_of_edge = np.unique(pair_key, return_inverse=True)
+        # Pairs are numbered by (head is not an item, relation, head): the pairs headed by items
+        # form a prefix (the last hop of training needs only them), and within it and the rest the
+        # pairs of one relation are contiguous blocks (e_r multiplies a block without a gather).
+        # An entity's pairs still come in relation order. Edges are sorted by (pair, tail).
+        n_rel = self.n_kg_relations
+        pair_key = head * n_rel + rel
+        keys, pair_of_edge = np.unique(pair_key, return_inverse=True)
+        pair_head, pair_rel = keys // n_rel, keys % n_rel
+        order = np.lexsort((pair_head, pair_rel, pair_head >= self.n_items))
+        new_id = np.empty_like(order)
+        new_id[order] = np.arange(order.shape[0])
+        pair_head, pair_rel = pair_head[order], pair_rel[order]
+        pair_of_edge = new_id[pair_of_edge.reshape(-1)]
+        edge_order = np.lexsort((tail, pair_of_edge))
+        head, tail, pair_of_edge = head[edge_order], tail[edge_order], pair_of_edge[edge_order]
         self.n_kg_edges = int(head.shape[0])
-        self.n_kg_pairs = int(unique_pairs.shape[0])
-        # items are entities 0 .. n_items-1, so the pairs headed by an item form a prefix
-        self.n_item_pairs = int(np.searchsorted(unique_pairs // self.n_kg_relations, self.n_items))
+        self.n_kg_pairs = int(pair_head.shape[0])
+        self.n_item_pairs = int((pair_head < self.n_items).sum())
+        segment = (pair_head >= self.n_items).astype(np.int64)
+        starts = np.flatnonzero(np.r_[True, (np.diff(pair_rel) != 0) | (np.diff(segment) != 0)])
+        ends = np.r_[starts[1:], self.n_kg_pairs]
+        # (first pair, end, relation) of each block; the item prefix ends at a block boundary
+        self.relation_blocks = [(int(a), int(b), int(pair_rel[a])) for a, b in zip(starts, ends)]
+        self.item_relation_blocks = [blk for blk in self.relation_blocks
+                                     if blk[1] <= self.n_item_pairs]
         as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
         for name, value in (
-            ("kg_head", head), ("kg_tail", tail), ("kg_pair", pair_of_edge.reshape(-1)),
-            ("pair_head", unique_pairs // self.n_kg_relations),
-            ("pair_rel", unique_pairs % self.n_kg_relations),
+            ("kg_head", head), ("kg_tail", tail), ("kg_pair", pair_of_edge),
+            ("pair_head", pair_head), ("pair_rel", pair_rel),
         ):
             self.register_buffer(name, as_tensor(value), persistent=False)
 
@@ -329,9 +345,7 @@ class KGIN(KnowledgeRecommender):
                 torch.arange(self.n_users, device=device), torch.diff(self.inter_crow)
             )
             keep = self._kept_fraction()
-            pairs = torch.arange(self.n_kg_pairs, device=device)
             n_ip = self.n_item_pairs
-            dtype = self.entity_embedding.dtype
             self._patterns = {
                 "device": device,
                 "kg": CachedPattern(self.kg_pair, self.kg_tail, self.n_kg_pairs, self.n_entities),
@@ -340,16 +354,21 @@ class KGIN(KnowledgeRecommender):
                 "inter_scaled": self.inter_values / (1.0 - self.node_dropout_rate),
                 "n_keep": int(self.n_kg_edges * keep),
                 # [entities x pairs]: sums the messages of the pairs headed by each entity
-                "head_sum": constant_pair(self.pair_head, pairs, self.n_entities, self.n_kg_pairs,
-                                          torch.ones(self.n_kg_pairs, dtype=dtype, device=device)),
-                "item_head_sum": constant_pair(
-                    self.pair_head[:n_ip], pairs[:n_ip], self.n_items, n_ip,
-                    torch.ones(n_ip, dtype=dtype, device=device)),
+                "head_sum": self._head_sum(self.n_kg_pairs, self.n_entities),
+                "item_head_sum": self._head_sum(n_ip, self.n_items),
                 # [relations x pairs]: sums the gradients of the pairs of each relation
                 "rel_sum": self._relation_sum(self.n_kg_pairs),
                 "item_rel_sum": self._relation_sum(n_ip),
             }
         return self._patterns
+
+    def _head_sum(self, n_pairs, n_heads):
+        """SparsePair of the [heads x pairs] 0/1 matrix summing the first ``n_pairs`` pairs of each
+        head (entries sorted by head, then pair: an entity's pairs in relation order)."""
+        head = self.pair_head[:n_pairs]
+        order = torch.sort(head, stable=True).indices
+        ones = torch.ones(n_pairs, dtype=self.entity_embedding.dtype, device=head.device)
+        return constant_pair(head[order], order, n_heads, n_pairs, ones)
 
     def _relation_sum(self, n_pairs):
         """SparsePair of the [relations x pairs] 0/1 matrix summing the first ``n_pairs`` pairs
@@ -364,16 +383,18 @@ class KGIN(KnowledgeRecommender):
         (item, relation) pairs they head, with each pair's relation, its row among ``item_ids`` and
         the [items x pairs] / [relations x pairs] summing matrices."""
         pat = self._patterns
-        if "item_pair_ptr" not in pat:
+        if "pairs_by_item" not in pat:  # the item pairs grouped by item (relation order kept)
+            by_item = torch.sort(self.pair_head[: self.n_item_pairs], stable=True)
+            pat["pairs_by_item"] = by_item.indices
             pat["item_pair_ptr"] = torch.searchsorted(
-                self.pair_head[: self.n_item_pairs],
-                torch.arange(self.n_items + 1, device=item_ids.device))
+                by_item.values, torch.arange(self.n_items + 1, device=item_ids.device))
         ptr = pat["item_pair_ptr"]
         starts, counts = ptr[item_ids], ptr[item_ids + 1] - ptr[item_ids]
         local = torch.repeat_interleave(torch.arange(item_ids.shape[0], device=item_ids.device),
                                         counts)
         offsets = torch.cumsum(counts, 0) - counts
-        pairs = (starts - offsets)[local] + torch.arange(local.shape[0], device=local.device)
+        pairs = pat["pairs_by_item"][
+            (starts - offsets)[local] + torch.arange(local.shape[0], device=local.device)]
         rows, entries = pat["kg"].take_rows(pairs)
         keep = None if chosen is None else chosen[entries]
         rel = self.pair_rel[pairs]
@@ -458,9 +479,11 @@ class KGIN(KnowledgeRecommender):
                                               subset["pair_rel"], subset["pair_head"],
                                               subset["head_sum"], subset["rel_sum"])
                 prefix = "item_" if items else ""
+                blocks = self.item_relation_blocks if items else self.relation_blocks
                 return relation_aggregate(
                     pair_mean, self.relation_embedding, self.pair_rel[:n_pairs],
-                    self.pair_head[:n_pairs], pat[prefix + "head_sum"], pat[prefix + "rel_sum"])
+                    self.pair_head[:n_pairs], pat[prefix + "head_sum"], pat[prefix + "rel_sum"],
+                    blocks)
         else:
             if training:
                 kg_op, inter_op = self._sample_graph()

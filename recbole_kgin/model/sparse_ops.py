@@ -61,12 +61,23 @@ def spmm(pair, dense):
     return _SpMM.apply(pair, dense)
 
 
+def _relation_messages(pair_mean, relation, pair_rel, blocks):
+    """``relation[pair_rel] * pair_mean``: a broadcast product per block of pairs of one relation
+    when ``blocks`` [(start, end, relation), ...] cover the pairs, else a gather and a product."""
+    if blocks is None:
+        return relation.index_select(0, pair_rel).mul_(pair_mean)
+    out = torch.empty_like(pair_mean)
+    for start, end, r in blocks:
+        torch.mul(pair_mean[start:end], relation[r], out=out[start:end])
+    return out
+
+
 class _RelationAggregate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, pair_mean, relation, pair_rel, pair_head, head_sum, rel_sum):
-        messages = relation.index_select(0, pair_rel).mul_(pair_mean)
+    def forward(ctx, pair_mean, relation, pair_rel, pair_head, head_sum, rel_sum, blocks):
+        messages = _relation_messages(pair_mean, relation, pair_rel, blocks)
         ctx.save_for_backward(pair_mean, relation, pair_rel, pair_head)
-        ctx.rel_sum = rel_sum
+        ctx.rel_sum, ctx.blocks = rel_sum, blocks
         return csr_mm(head_sum.matrix, messages)
 
     @staticmethod
@@ -79,22 +90,28 @@ class _RelationAggregate(torch.autograd.Function):
             grad_relation = csr_mm(ctx.rel_sum.matrix, product)
             del product
         if ctx.needs_input_grad[0]:
-            grad_pair_mean = grad_messages.mul_(relation.index_select(0, pair_rel))
-        return grad_pair_mean, grad_relation, None, None, None, None
+            if ctx.blocks is None:
+                grad_pair_mean = grad_messages.mul_(relation.index_select(0, pair_rel))
+            else:
+                for start, end, r in ctx.blocks:
+                    grad_messages[start:end].mul_(relation[r])
+                grad_pair_mean = grad_messages
+        return grad_pair_mean, grad_relation, None, None, None, None, None
 
 
-def relation_aggregate(pair_mean, relation, pair_rel, pair_head, head_sum, rel_sum):
+def relation_aggregate(pair_mean, relation, pair_rel, pair_head, head_sum, rel_sum, blocks=None):
     """``out[h] = sum over the pairs p headed by h of relation[pair_rel[p]] * pair_mean[p]``.
 
     ``pair_head`` / ``pair_rel``: each pair's head row and relation (int64); ``head_sum``: the
     SparsePair of the [heads x pairs] 0/1 matrix that sums the pairs of each head; ``rel_sum``: that
-    of the [relations x pairs] 0/1 matrix that sums the pairs of each relation. One temporary of the
-    pairs' size in forward and two in backward; the same numbers as gathering the relation rows,
-    multiplying and summing with autograd."""
+    of the [relations x pairs] 0/1 matrix that sums the pairs of each relation; ``blocks``:
+    optional [(start, end, relation)] when the pairs of one relation are contiguous (no gather of
+    relation rows then). One temporary of the pairs' size in forward and two in backward; the same
+    numbers as gathering the relation rows, multiplying and summing with autograd."""
     if not torch.is_grad_enabled() or not (pair_mean.requires_grad or relation.requires_grad):
-        messages = relation.index_select(0, pair_rel).mul_(pair_mean)
-        return csr_mm(head_sum.matrix, messages)
-    return _RelationAggregate.apply(pair_mean, relation, pair_rel, pair_head, head_sum, rel_sum)
+        return csr_mm(head_sum.matrix, _relation_messages(pair_mean, relation, pair_rel, blocks))
+    return _RelationAggregate.apply(pair_mean, relation, pair_rel, pair_head, head_sum, rel_sum,
+                                    blocks)
 
 
 def constant_pair(row, col, n_rows, n_cols, values=None):
