@@ -3,14 +3,17 @@
 
 Both models are built by the shared pipeline (create_config / load_data / build_model) on the same
 data with the same published settings (d 64, 3 hops, 4 intents, batch 1024, lr 1e-4, node dropout
-0.5, message dropout 0.1). Their steps alternate (one step of each model, then the next, ...), so
-background load affects both alike. A step is what one training iteration costs: the next batch from
-RecBole's training loader (negative sampling included) + forward + backward + Adam.
+0.5, message dropout 0.1). By default each model runs alone in its own process, as it does when it
+trains, and the models alternate (A B, then B A, ... for ``--rounds``), so background load falls on
+both alike; ``--in-process`` interleaves their steps in one process instead (then each model's
+allocations fragment the other's memory, which slows the model that reuses large buffers). A step is
+what one training iteration costs: the next batch from RecBole's training loader (negative sampling
+included) + forward + backward + Adam.
 
 Measured and written to JSON (``--json``):
 
-* ``ours_step_s`` / ``recbole_step_s``: median step seconds after warm-up; ``ratio_step`` = RecBole's
-  median / ours (same run, interleaved);
+* ``ours_step_s`` / ``recbole_step_s``: median step seconds after warm-up (over all rounds);
+  ``ratio_step`` = RecBole's median / ours (same run);
 * ``ours_step_cpu_s`` / ``recbole_step_cpu_s`` / ``ratio_step_cpu``: the same with the process's
   CPU seconds (all threads) instead of wall seconds, less sensitive to other jobs on the machine;
 * ``ours_eval_s`` / ``recbole_eval_s``: full-ranking evaluation of every user: one propagation
@@ -30,7 +33,6 @@ ml-100k). ``--device cpu|cuda``.
 
 import argparse
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -59,13 +61,9 @@ NAMES = {"KGIN": "ours", "RecBoleKGIN": "recbole"}
 
 
 def machine(device):
-    from machine import cpu_name, memory_gb
+    from machine import describe
 
-    gb = memory_gb()
-    cpu, mem = cpu_name(), ("" if gb is None else f", {gb:.0f} GB RAM")
-    gpu = torch.cuda.get_device_name(0) if device == "cuda" else "no GPU used"
-    return (f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}")
+    return describe(device)
 
 
 # ------------------------------------------------------------------ synthetic Last-FM-sized data
@@ -336,6 +334,15 @@ def main():
     parser.add_argument("--json", help="write the record here")
     parser.add_argument("--data-dir", help="with --scale: keep the synthetic files here (written "
                         "when missing, reused otherwise) instead of a temporary directory")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="each model runs alone in its own process, the models alternating, "
+                        "this many times (default 2); medians over all rounds")
+    parser.add_argument("--same-allocator", action="store_true",
+                        help="give every model's process the glibc settings of our "
+                        "retain_cpu_memory (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=2^31-1), so "
+                        "RecBole's KGIN also reuses freed memory")
+    parser.add_argument("--in-process", action="store_true",
+                        help="instead, interleave the models' steps in this one process")
     parser.add_argument("--no-rss", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--_data-path", dest="data_path", default=None, help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
@@ -373,6 +380,10 @@ def main():
     data_path = args.data_path or None
 
     models = args.models.split(",")
+    if len(models) > 1 and not args.in_process:
+        record = isolated(args, data_path, dataset, models)
+        finish(args, record, t0, tmp)
+        return
     runners = {}
     for m in models:
         t = time.perf_counter()
@@ -434,17 +445,12 @@ def main():
         record[f"{key}_step_s"] = statistics.median(times[m])
         record[f"{key}_step_all_s"] = [round(x, 4) for x in times[m]]
         record[f"{key}_step_cpu_s"] = statistics.median(cpu_times[m])
+        record[f"{key}_step_cpu_all_s"] = [round(x, 4) for x in cpu_times[m]]
         if eval_s[m]:
             record[f"{key}_eval_s"] = min(eval_s[m])
         if m in epochs:
             record[f"{key}_epoch_s"] = epochs[m]
-    if "ours_step_s" in record and "recbole_step_s" in record:
-        record["ratio_step"] = record["recbole_step_s"] / record["ours_step_s"]
-        if not args.skip_eval:
-            record["ratio_eval"] = record["recbole_eval_s"] / record["ours_eval_s"]
-        record["ratio_step_cpu"] = record["recbole_step_cpu_s"] / record["ours_step_cpu_s"]
-        print(f"step: ours {record['ours_step_s']:.3f} s, RecBole {record['recbole_step_s']:.3f} s,"
-              f" ratio {record['ratio_step']:.2f}x")
+    add_ratios(record, args)
     if args.device == "cuda":
         record["peak_gpu_gb_all_models"] = torch.cuda.max_memory_allocated() / 2**30
     if args.device == "cuda" and models == ["KGIN"]:
@@ -453,7 +459,22 @@ def main():
         del runners, first
         record["ours_peak_rss_gb"] = child_rss(args, data_path, dataset)
         print(f"peak RSS of a KGIN-only process: {record['ours_peak_rss_gb']:.2f} GB")
-    if args.device == "cpu" and "n_kg_edges" in record["sizes_seen_by_model"]:
+    finish(args, record, t0, tmp)
+
+
+def add_ratios(record, args):
+    if "ours_step_s" in record and "recbole_step_s" in record:
+        record["ratio_step"] = record["recbole_step_s"] / record["ours_step_s"]
+        if "ours_eval_s" in record and "recbole_eval_s" in record:
+            record["ratio_eval"] = record["recbole_eval_s"] / record["ours_eval_s"]
+        record["ratio_step_cpu"] = record["recbole_step_cpu_s"] / record["ours_step_cpu_s"]
+        print(f"step: ours {record['ours_step_s']:.3f} s, RecBole {record['recbole_step_s']:.3f} s,"
+              f" ratio {record['ratio_step']:.2f}x")
+
+
+def finish(args, record, t0, tmp):
+    """Memory-traffic floor (CPU), this process's peak memory and wall time; write the JSON."""
+    if args.device == "cpu" and "n_kg_edges" in record.get("sizes_seen_by_model", {}):
         sizes = dict(record["sizes_seen_by_model"], training_pairs=record["training_pairs"])
         record["traffic_floor_gb_per_step"] = traffic_floor_gb(sizes)
         record["stream_bandwidth_gbs"] = stream_bandwidth_gbs()
@@ -467,6 +488,83 @@ def main():
         print(f"written: {args.json}")
     if tmp is not None:
         tmp.cleanup()
+
+
+def isolated(args, data_path, dataset, models):
+    """Each model alone in a fresh process (this script with ``--models M --in-process``), the
+    models alternating (A B, then B A, ...) for ``--rounds`` rounds, so that background load
+    falls on both alike; a model is measured as it trains, without another model's tensors in its
+    process. Step medians over all rounds; evaluation and one-epoch figures from the first round;
+    peak RSS of our KGIN = the largest of its processes."""
+    import json
+
+    steps = {m: [] for m in models}
+    cpu = {m: [] for m in models}
+    record, evals, epochs, rss, gpu = None, {}, {}, [], []
+    with tempfile.TemporaryDirectory(prefix="kgin-step-") as tmp:
+        for r in range(args.rounds):
+            for m in (models if r % 2 == 0 else models[::-1]):
+                out = Path(tmp) / f"{r}.json"
+                cmd = [sys.executable, __file__, "--models", m, "--in-process", "--no-rss",
+                       "--steps", str(args.steps), "--warmup", str(args.warmup),
+                       "--device", args.device, "--_data-path", data_path or "",
+                       "--dataset", dataset, "--json", str(out)]
+                if args.threads:
+                    cmd += ["--threads", str(args.threads)]
+                if args.skip_eval or r > 0:
+                    cmd.append("--skip-eval")
+                if args.epoch and r == 0:
+                    cmd.append("--epoch")
+                env = dict(os.environ)
+                if args.same_allocator:
+                    env.update(MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(2**31 - 1))
+                proc = subprocess.run(cmd + args.rest, capture_output=True, text=True, env=env)
+                if proc.returncode != 0:
+                    print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+                    raise SystemExit(f"the run of {m} failed")
+                child = json.loads(out.read_text())
+                key = NAMES.get(m, m)
+                steps[m] += child[f"{key}_step_all_s"]
+                cpu[m] += child[f"{key}_step_cpu_all_s"]
+                if f"{key}_eval_s" in child:
+                    evals[m] = child[f"{key}_eval_s"]
+                if f"{key}_epoch_s" in child:
+                    epochs[m] = child[f"{key}_epoch_s"]
+                if m == "KGIN":
+                    rss.append(child["self_peak_rss_gb"])
+                    if "ours_peak_gpu_gb" in child:
+                        gpu.append(child["ours_peak_gpu_gb"])
+                print(f"round {r + 1}, {m}: steps " + ", ".join(
+                    f"{x:.3f}" for x in child[f"{key}_step_all_s"]) + " s", flush=True)
+                if record is None:
+                    record = {k: child[k] for k in (
+                        "date", "machine", "device", "data", "training_pairs",
+                        "sizes_seen_by_model", "settings", "overrides", "steps_measured",
+                        "warmup_steps")}
+    if args.scale:
+        record["data"] = f"synthetic Last-FM-sized graph {LASTFM}"
+    record.update(command=" ".join(["python", *sys.argv]), rounds=args.rounds,
+                  method="each model alone in its own process, models alternating per round",
+                  same_allocator=args.same_allocator,
+                  load_avg_1_5_15=[round(x, 2) for x in os.getloadavg()])
+    for m in models:
+        key = NAMES.get(m, m)
+        record[f"{key}_step_s"] = statistics.median(steps[m])
+        record[f"{key}_step_all_s"] = steps[m]
+        record[f"{key}_step_cpu_s"] = statistics.median(cpu[m])
+        if m in evals:
+            record[f"{key}_eval_s"] = evals[m]
+        if m in epochs:
+            record[f"{key}_epoch_s"] = epochs[m]
+    if rss:
+        record["ours_peak_rss_gb"] = max(rss)
+    if gpu:
+        record["ours_peak_gpu_gb"] = max(gpu)
+    add_ratios(record, args)
+    if "ours_eval_s" in record:
+        print(f"eval of all users: " + ", ".join(
+            f"{NAMES.get(m, m)} {evals[m]:.2f} s" for m in models if m in evals))
+    return record
 
 
 if __name__ == "__main__":

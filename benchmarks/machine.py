@@ -27,3 +27,15 @@ def memory_gb():
 
 def cpu_count():
     return os.cpu_count()
+
+
+def describe(device="cpu"):
+    """One line: CPU, cores, RAM, Python, torch and its threads, and the GPU when ``device`` is
+    cuda."""
+    import torch
+
+    gb = memory_gb()
+    mem = "" if gb is None else f", {gb:.0f} GB RAM"
+    gpu = torch.cuda.get_device_name(0) if device == "cuda" else "no GPU used"
+    return (f"{cpu_name()}, {cpu_count()} cores{mem}, Python {platform.python_version()}, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}")
