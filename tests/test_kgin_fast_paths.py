@@ -291,15 +291,6 @@ def test_take_rows_selects_the_rows_entries():
     assert torch.equal(pair.transpose.to_dense(), dense[rows].t())
 
 
-def test_bad_user_propagation_names_the_key(tmp_path):
-    write_kg_dataset(tmp_path)
-    config = create_config("KGIN", "tiny", config_dict=tiny_config(
-        tmp_path, user_propagation="some"))
-    _, train_data, _, _ = load_data(config)
-    with pytest.raises(ValueError, match="user_propagation"):
-        KGIN(config, train_data._dataset)
-
-
 def test_cached_backend_equals_torch_backend_in_evaluation(tmp_path):
     plain, fast, train_data = two_models(tmp_path)
     plain.eval()
@@ -311,21 +302,14 @@ def test_cached_backend_equals_torch_backend_in_evaluation(tmp_path):
     assert close(fast.full_sort_predict(inter), plain.full_sort_predict(inter))
 
 
-def test_bad_sparse_backend_names_the_key(tmp_path):
+@pytest.mark.parametrize("key, value", [
+    ("sparse_backend", "dense"), ("retain_cpu_memory", "yes"), ("user_propagation", "some"),
+])
+def test_bad_fast_path_setting_names_the_key(tmp_path, key, value):
     write_kg_dataset(tmp_path)
-    config = create_config("KGIN", "tiny", config_dict=tiny_config(
-        tmp_path, sparse_backend="dense"))
+    config = create_config("KGIN", "tiny", config_dict=tiny_config(tmp_path, **{key: value}))
     _, train_data, _, _ = load_data(config)
-    with pytest.raises(ValueError, match="sparse_backend"):
-        KGIN(config, train_data._dataset)
-
-
-def test_bad_retain_cpu_memory_names_the_key(tmp_path):
-    write_kg_dataset(tmp_path)
-    config = create_config("KGIN", "tiny", config_dict=tiny_config(
-        tmp_path, retain_cpu_memory="yes"))
-    _, train_data, _, _ = load_data(config)
-    with pytest.raises(ValueError, match="retain_cpu_memory"):
+    with pytest.raises(ValueError, match=key):
         KGIN(config, train_data._dataset)
 
 
