@@ -13,7 +13,7 @@ import yaml
 from recbole_kgin import cli, compare, quick_start
 from recbole_kgin.errors import UsageError
 from recbole_kgin.experiment import files, protocol, report
-from recbole_kgin.experiment.runner import split_fingerprint
+from recbole_kgin.experiment.runner import split_fingerprint, trial_params
 from synthetic import tiny_config, write_kg_dataset
 
 ray = pytest.importorskip("ray")
@@ -142,7 +142,7 @@ def test_every_trial_and_run_had_the_same_budget(first_run):
         params = list((run_dir / "models" / name / "search").glob("*/params.json"))
         assert len(params) == 2
     # EASE's space is all choices: its two trials are two different configurations
-    ease = [json.loads(p.read_text())["reg_weight"]
+    ease = [trial_params(json.loads(p.read_text()))["reg_weight"]
             for p in (run_dir / "models" / "EASE" / "search").glob("*/params.json")]
     assert len(set(ease)) == 2
     for name in ("KGIN", "BPR"):

@@ -100,6 +100,23 @@ def search(ray_local, data_root, tmp_path_factory):
     return {"rc": rc, "exp": out / "KGIN-tiny", "config_file": config_file}
 
 
+def test_space_of_choices_with_list_values_gets_distinct_trials(ray_local, data_root, tmp_path):
+    """An all-choice space is searched with distinct configurations, list values included (CKE's
+    reg_weights), and the table and best.yaml hold the values, not the wrapper."""
+    space = _space(tmp_path, "reg_weights: {choice: [[1.0e-2, 1.0e-2], [1.0e-3, 1.0e-3]]}\n"
+                             "learning_rate: {choice: [1.0e-3, 5.0e-3]}\n")
+    config_file = _config_file(tmp_path, data_root)
+    out = tmp_path / "out"
+    rc = tuning.main(_argv(space, config_file, out, "--num-samples", "3", "--scheduler", "fifo",
+                           "--epochs=1", "--eval_step=1", model="CKE"))
+    assert rc == 0
+    rows = _read_csv(out / "CKE-tiny" / "trials.csv")
+    assert len(rows) == 3 and all(r["status"] != "error" for r in rows)
+    assert len({(r["reg_weights"], r["learning_rate"]) for r in rows}) == 3
+    best = yaml.safe_load((out / "CKE-tiny" / "best.yaml").read_text())
+    assert best["reg_weights"] in ([1e-2, 1e-2], [1e-3, 1e-3]) and "configuration" not in best
+
+
 def test_search_writes_table_best_yaml_and_test_metrics(search):
     assert search["rc"] == 0
     exp = search["exp"]

@@ -189,6 +189,19 @@ def read_per_user(folder, seed):
         return {k: data[k] for k in data.files}
 
 
+# Key of a trial's configuration when a search runs a given list of configurations (a grid over
+# whole configurations: Ray's own ``points_to_evaluate`` cannot hold list values such as CKE's
+# ``reg_weights``).
+POINT_KEY = "configuration"
+
+
+def trial_params(config):
+    """A trial's parameters: ``config`` with a whole-configuration entry unpacked."""
+    config = dict(config or {})
+    point = config.pop(POINT_KEY, None)
+    return {**(point or {}), **config}
+
+
 def run_trial(params, *, setup, dataset_blob):
     """Ray Tune function trainable. ``setup["mode"]``: ``search`` (validation only, every validation
     reported so that a scheduler can stop the trial) or ``final`` (the selected configuration with
@@ -198,7 +211,7 @@ def run_trial(params, *, setup, dataset_blob):
     from recbole_kgin import ray_api
     from recbole_kgin.quick_start import create_config
 
-    params = {k: plain(v) for k, v in params.items()}
+    params = {k: plain(v) for k, v in trial_params(params).items()}
     trial_dir = Path(ray_api.trial_dir()).resolve()
     gpu_ids = ray.get_gpu_ids() if setup["gpus_per_trial"] > 0 else []
     final = setup.get("mode") == "final"

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from recbole_kgin.errors import UsageError
-from recbole_kgin.experiment.runner import METRIC, plain, run_trial
+from recbole_kgin.experiment.runner import METRIC, POINT_KEY, plain, run_trial, trial_params
 from recbole_kgin.tune_space import (
     check_search_compatible,
     check_space,
@@ -247,13 +247,13 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None):
         search_alg = None
         if settings["search"] in OPTIONAL_SEARCHERS:
             search_alg = searcher_class(settings["search"])()
-        elif settings.get("distinct_points"):
-            from ray.tune.search.basic_variant import BasicVariantGenerator
-
-            search_alg = BasicVariantGenerator(points_to_evaluate=settings["distinct_points"])
         space = {k: tuple(v) for k, v in settings["space"].items()}
-        tuner = _tuner(settings, exp_dir, trainable, to_param_space(space, settings["search"]),
-                       scheduler, search_alg, settings["num_samples"], callbacks)
+        param_space = to_param_space(space, settings["search"])
+        num_samples = settings["num_samples"]
+        if settings.get("distinct_points"):  # one trial per drawn configuration
+            param_space, num_samples = {POINT_KEY: tune.grid_search(settings["distinct_points"])}, 1
+        tuner = _tuner(settings, exp_dir, trainable, param_space, scheduler, search_alg,
+                       num_samples, callbacks)
     grid = tuner.fit()
     return collect_trials(grid, settings, _ended_trials(exp_dir))
 
@@ -345,7 +345,7 @@ def collect_trials(grid, settings, ended):
             state = "incomplete"
         rows.append({
             "trial_id": trial.trial_id,
-            "params": {k: plain((trial.config or {}).get(k)) for k in keys},
+            "params": {k: plain(trial_params(trial.config).get(k)) for k in keys},
             "best_valid": best_valid,
             "best_epoch": best_epoch,
             "epochs_run": epochs_run,
