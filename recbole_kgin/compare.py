@@ -495,11 +495,13 @@ def main(argv=None):
             if name in rows:
                 print(f"{prefix}: finished before, kept (--force re-runs it)", flush=True)
                 continue
-            if args.force:
+            failed_before = (read_json(run_dir / "models" / f"{name}.json") or {}).get(
+                "status") == "failed"
+            if args.force or failed_before:  # a failed model starts again from scratch
                 import shutil
 
                 shutil.rmtree(run_dir / "models" / name, ignore_errors=True)
-            print(f"{prefix}: running ...", flush=True)
+            print(f"{prefix}: {'failed before, ' if failed_before else ''}running ...", flush=True)
             try:
                 row = run_model(name, configs[name], args, budget, seeds, run_dir, settings)
             except (KeyboardInterrupt, UsageError):

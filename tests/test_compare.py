@@ -191,6 +191,12 @@ def test_failing_model_gets_a_failed_row_and_the_others_finish(ray_local, worksp
     assert "negative dimension" in rows["CKE"]["error"] or "Error" in rows["CKE"]["error"]
     assert rows["CKE"]["p_value"] == ""
     assert "failed: " in (run_dir / "table.md").read_text()
+    # running the command again keeps BPR and starts CKE from scratch (no stale search state)
+    marker = run_dir / "models" / "CKE" / "stale"
+    marker.write_text("")
+    assert compare.main(_argv(workspace, ["BPR", "CKE"], "fail", "--kg_embedding_size=-1")) == 1
+    assert not marker.exists()
+    assert _csv(run_dir / "table.csv")["BPR"] == rows["BPR"]
 
 
 def test_model_whose_matrices_fit_no_node_is_refused_with_the_numbers(ray_local, workspace,
