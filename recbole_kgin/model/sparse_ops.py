@@ -7,8 +7,11 @@ pattern once in CSR order together with the permutation into its transpose's CSR
 step's matrix and its transpose are gathered from cached index arrays (no sort, no COO/CSR
 conversion); :func:`spmm` is ``matrix @ dense`` whose backward multiplies by that cached transpose.
 Only the dense operand gets a gradient (the matrix values are constants: degrees and dropout
-scales). Indices are int32 where the sizes allow (less memory traffic), int64 otherwise. Nothing here
-depends on the device.
+scales). :meth:`CachedPattern.take_rows` restricts a pattern to some rows (a batch's users or
+items). :func:`relation_aggregate` is KGIN's relation-weighted sum over (head, relation) pairs as
+one autograd function. :func:`csr_mm` is the product itself, without ``torch.sparse.mm``'s extra
+zero-fill and copy on CPU. Indices are int32 where the sizes allow (less memory traffic), int64
+otherwise.
 """
 
 import warnings
