@@ -470,11 +470,13 @@ def main(argv=None):
         "test_selected": _test_selected(first), "environment": _environment(),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    rows = {}
+    rows, failed_before = {}, set()
     for name in names:
         previous = read_json(run_dir / "models" / f"{name}.json")
         if not args.force and previous and previous.get("status") == "ok":
             rows[name] = previous
+        elif previous and previous.get("status") == "failed":
+            failed_before.add(name)
 
     def ordered(interrupted=False):
         """Every requested model has a row: one not finished yet is listed as not run, so a table
@@ -495,13 +497,12 @@ def main(argv=None):
             if name in rows:
                 print(f"{prefix}: finished before, kept (--force re-runs it)", flush=True)
                 continue
-            failed_before = (read_json(run_dir / "models" / f"{name}.json") or {}).get(
-                "status") == "failed"
-            if args.force or failed_before:  # a failed model starts again from scratch
+            failed = name in failed_before
+            if args.force or failed:  # a failed model starts again from scratch
                 import shutil
 
                 shutil.rmtree(run_dir / "models" / name, ignore_errors=True)
-            print(f"{prefix}: {'failed before, ' if failed_before else ''}running ...", flush=True)
+            print(f"{prefix}: {'failed before, ' if failed else ''}running ...", flush=True)
             try:
                 row = run_model(name, configs[name], args, budget, seeds, run_dir, settings)
             except (KeyboardInterrupt, UsageError):

@@ -60,7 +60,8 @@ from recbole.model.abstract_recommender import KnowledgeRecommender
 from recbole.utils import InputType
 
 from recbole_kgin.model.cpu_memory import retain_freed_memory
-from recbole_kgin.model.sparse_ops import CachedPattern, constant_pair, relation_aggregate, spmm
+from recbole_kgin.model.sparse_ops import (CachedPattern, group_sum, ragged_ranges,
+                                          relation_aggregate, spmm)
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
@@ -346,6 +347,7 @@ class KGIN(KnowledgeRecommender):
             )
             keep = self._kept_fraction()
             n_ip = self.n_item_pairs
+            dtype = self.entity_embedding.dtype
             self._patterns = {
                 "device": device,
                 "kg": CachedPattern(self.kg_pair, self.kg_tail, self.n_kg_pairs, self.n_entities),
@@ -354,29 +356,13 @@ class KGIN(KnowledgeRecommender):
                 "inter_scaled": self.inter_values / (1.0 - self.node_dropout_rate),
                 "n_keep": int(self.n_kg_edges * keep),
                 # [entities x pairs]: sums the messages of the pairs headed by each entity
-                "head_sum": self._head_sum(self.n_kg_pairs, self.n_entities),
-                "item_head_sum": self._head_sum(n_ip, self.n_items),
+                "head_sum": group_sum(self.pair_head, self.n_entities, dtype),
+                "item_head_sum": group_sum(self.pair_head[:n_ip], self.n_items, dtype),
                 # [relations x pairs]: sums the gradients of the pairs of each relation
-                "rel_sum": self._relation_sum(self.n_kg_pairs),
-                "item_rel_sum": self._relation_sum(n_ip),
+                "rel_sum": group_sum(self.pair_rel, self.n_kg_relations, dtype),
+                "item_rel_sum": group_sum(self.pair_rel[:n_ip], self.n_kg_relations, dtype),
             }
         return self._patterns
-
-    def _head_sum(self, n_pairs, n_heads):
-        """SparsePair of the [heads x pairs] 0/1 matrix summing the first ``n_pairs`` pairs of each
-        head (entries sorted by head, then pair: an entity's pairs in relation order)."""
-        head = self.pair_head[:n_pairs]
-        order = torch.sort(head, stable=True).indices
-        ones = torch.ones(n_pairs, dtype=self.entity_embedding.dtype, device=head.device)
-        return constant_pair(head[order], order, n_heads, n_pairs, ones)
-
-    def _relation_sum(self, n_pairs):
-        """SparsePair of the [relations x pairs] 0/1 matrix summing the first ``n_pairs`` pairs
-        of each relation (entries sorted by relation, then pair)."""
-        rel = self.pair_rel[:n_pairs]
-        order = torch.sort(rel, stable=True).indices
-        ones = torch.ones(n_pairs, dtype=self.entity_embedding.dtype, device=rel.device)
-        return constant_pair(rel[order], order, self.n_kg_relations, n_pairs, ones)
 
     def _item_subset(self, item_ids, kg_values, chosen):
         """The last hop restricted to the items ``item_ids`` (increasing, unique): the KG pair of the
@@ -389,23 +375,16 @@ class KGIN(KnowledgeRecommender):
             pat["item_pair_ptr"] = torch.searchsorted(
                 by_item.values, torch.arange(self.n_items + 1, device=item_ids.device))
         ptr = pat["item_pair_ptr"]
-        starts, counts = ptr[item_ids], ptr[item_ids + 1] - ptr[item_ids]
-        local = torch.repeat_interleave(torch.arange(item_ids.shape[0], device=item_ids.device),
-                                        counts)
-        offsets = torch.cumsum(counts, 0) - counts
-        pairs = pat["pairs_by_item"][
-            (starts - offsets)[local] + torch.arange(local.shape[0], device=local.device)]
+        local, positions = ragged_ranges(ptr[item_ids], ptr[item_ids + 1] - ptr[item_ids])
+        pairs = pat["pairs_by_item"][positions]
         rows, entries = pat["kg"].take_rows(pairs)
         keep = None if chosen is None else chosen[entries]
         rel = self.pair_rel[pairs]
-        ones = torch.ones(pairs.shape[0], dtype=self.entity_embedding.dtype, device=rel.device)
-        order = torch.sort(rel, stable=True).indices
+        dtype = self.entity_embedding.dtype
         return {
             "kg": rows.select(kg_values[entries], keep), "pair_rel": rel, "pair_head": local,
-            "head_sum": constant_pair(local, torch.arange(pairs.shape[0], device=rel.device),
-                                      item_ids.shape[0], pairs.shape[0], ones),
-            "rel_sum": constant_pair(rel[order], order, self.n_kg_relations, pairs.shape[0],
-                                     ones),
+            "head_sum": group_sum(local, item_ids.shape[0], dtype),
+            "rel_sum": group_sum(rel, self.n_kg_relations, dtype),
         }
 
     def _cached_graph(self, training, items_only, users=None, item_ids=None):

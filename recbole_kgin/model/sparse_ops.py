@@ -117,6 +117,23 @@ def relation_aggregate(pair_mean, relation, pair_rel, pair_head, head_sum, rel_s
                                     blocks)
 
 
+def ragged_ranges(starts, counts):
+    """``(owner, positions)`` of the concatenated ranges ``starts[i] .. starts[i] + counts[i] - 1``:
+    ``positions`` lists them in order and ``owner`` says which range each position came from."""
+    owner = torch.repeat_interleave(torch.arange(starts.shape[0], device=starts.device), counts)
+    offsets = torch.cumsum(counts, 0) - counts  # where each range begins in the result
+    positions = (starts - offsets)[owner] + torch.arange(owner.shape[0], device=starts.device)
+    return owner, positions
+
+
+def group_sum(groups, n_groups, dtype=torch.float32):
+    """SparsePair of the [n_groups x len(groups)] 0/1 matrix whose row g sums the columns ``j``
+    with ``groups[j] == g`` (entries sorted by group, then column)."""
+    order = torch.sort(groups, stable=True).indices
+    ones = torch.ones(groups.shape[0], dtype=dtype, device=groups.device)
+    return constant_pair(groups[order], order, n_groups, groups.shape[0], ones)
+
+
 def constant_pair(row, col, n_rows, n_cols, values=None):
     """SparsePair of a pattern whose values never change (ones unless given); build it once."""
     pattern = CachedPattern(row, col, n_rows, n_cols)
@@ -177,10 +194,7 @@ class CachedPattern:
         0 .. len(rows)-1, and the indices of its entries among this pattern's entries (to gather
         per-entry values and masks)."""
         crow = self._full_structure()[0].to(torch.int64)
-        starts, counts = crow[rows], crow[rows + 1] - crow[rows]
-        new_rows = torch.repeat_interleave(torch.arange(rows.shape[0], device=rows.device), counts)
-        offsets = torch.cumsum(counts, 0) - counts  # first entry of each kept row in the result
-        entries = (starts - offsets)[new_rows] + torch.arange(new_rows.shape[0], device=rows.device)
+        new_rows, entries = ragged_ranges(crow[rows], crow[rows + 1] - crow[rows])
         return CachedPattern(new_rows, self.col[entries], rows.shape[0], self.n_cols), entries
 
     def select(self, values, keep=None, n_rows=None):
