@@ -343,6 +343,10 @@ def main():
                         "RecBole's KGIN also reuses freed memory")
     parser.add_argument("--in-process", action="store_true",
                         help="instead, interleave the models' steps in this one process")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="with one model: also profile 5 more steps (torch.profiler, CPU and "
+                        "CUDA activity) and write the operator tables, by self device time and by "
+                        "self CPU time, to PATH")
     parser.add_argument("--no-rss", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--_data-path", dest="data_path", default=None, help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
@@ -419,6 +423,8 @@ def main():
             eval_s[m].append(runners[m].evaluate_all_users(batches, batch_users))
     if not args.skip_eval:
         print("eval of all users: " + ", ".join(f"{m} {min(v):.2f} s" for m, v in eval_s.items()))
+    if args.profile:
+        profile_steps(runners[models[0]], args.device, args.profile)
     epochs = {}
     if args.epoch:
         for m in models:
@@ -460,6 +466,24 @@ def main():
         record["ours_peak_rss_gb"] = child_rss(args, data_path, dataset)
         print(f"peak RSS of a KGIN-only process: {record['ours_peak_rss_gb']:.2f} GB")
     finish(args, record, t0, tmp)
+
+
+def profile_steps(runner, device, path, steps=5):
+    """Operator tables of ``steps`` training steps (torch.profiler) written to ``path``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            runner.step()
+    averages = prof.key_averages()
+    parts = [f"{runner.name}: {steps} training steps on {device}"]
+    for key in (["self_device_time_total"] if device == "cuda" else []) + ["self_cpu_time_total"]:
+        parts += [f"\n== sorted by {key}", averages.table(sort_by=key, row_limit=35)]
+    Path(path).write_text("\n".join(parts) + "\n")
+    print(f"profile written: {path}", flush=True)
 
 
 def add_ratios(record, args):

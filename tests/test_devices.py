@@ -68,6 +68,8 @@ def test_one_epoch_run_on_gpu(tmp_path, cuda_device):
     result = run_recbole_kgin("KGIN", "tiny", config_dict=tiny_config(
         tmp_path, use_gpu=True, gpu_id="0"))
     assert result["valid_history"] and result["test_result"] is not None
-    checkpoint = torch.load(result["saved_model_file"], weights_only=False)
-    assert checkpoint["config"]["device"].type == "cuda"
-    assert all(t.is_cuda for t in checkpoint["state_dict"].values())
+    checkpoint = torch.load(result["saved_model_file"], weights_only=True)
+    assert str(checkpoint["config"]["device"]).startswith("cuda")  # it ran where it was asked
+    # the weights are saved from the CPU, so that the file also loads where there is no GPU
+    assert checkpoint["state_dict"] and not any(
+        t.is_cuda for t in checkpoint["state_dict"].values())

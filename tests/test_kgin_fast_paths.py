@@ -1,4 +1,5 @@
-"""Fast paths against the plain ones: same outputs, same gradients.
+"""Fast paths against the plain ones: same outputs, same gradients, on the CPU and, when torch sees
+one, on a CUDA GPU (the ``device`` fixture of conftest.py; without a GPU the CUDA cases are skipped).
 
 Tolerance: float32 sums in a different order, so values are compared with ``atol=1e-6``,
 ``rtol=1e-5`` (embeddings and gradients here are of order 1e-2 .. 1).
@@ -17,7 +18,7 @@ ATOL, RTOL = 1e-6, 1e-5
 
 
 def close(a, b):
-    return torch.allclose(a, b, atol=ATOL, rtol=RTOL)
+    return torch.allclose(a.cpu(), b.cpu(), atol=ATOL, rtol=RTOL)
 
 
 # ---------------------------------------------------------------- the sparse product alone
@@ -29,10 +30,10 @@ def random_pattern(n_rows, n_cols, nnz, seed):
 
 @pytest.mark.parametrize("prefix", [None, 7])
 @pytest.mark.parametrize("masked", [False, True])
-def test_cached_pattern_selects_the_matrix_and_its_transpose(prefix, masked):
+def test_cached_pattern_selects_the_matrix_and_its_transpose(prefix, masked, device):
     n_rows, n_cols = 13, 11
     row, col = random_pattern(n_rows, n_cols, 60, seed=1)
-    pattern = CachedPattern(row, col, n_rows, n_cols)
+    pattern = CachedPattern(row.to(device), col.to(device), n_rows, n_cols)
     gen = torch.Generator().manual_seed(0)
     values = torch.rand(row.shape[0], generator=gen) + 0.1
     keep = torch.rand(row.shape[0], generator=gen) < 0.5 if masked else None
@@ -42,23 +43,24 @@ def test_cached_pattern_selects_the_matrix_and_its_transpose(prefix, masked):
     dense[row[use], col[use]] = values[use]
     if prefix is not None:
         dense = dense[:prefix]
-    pair = pattern.select(values, keep, n_rows=prefix)
-    assert torch.equal(pair.matrix.to_dense(), dense)
-    assert torch.equal(pair.transpose.to_dense(), dense.t())
+    on = (lambda t: None if t is None else t.to(device))
+    pair = pattern.select(on(values), on(keep), n_rows=prefix)
+    assert torch.equal(pair.matrix.to_dense().cpu(), dense)
+    assert torch.equal(pair.transpose.to_dense().cpu(), dense.t())
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_spmm_output_and_gradient_equal_dense_product(masked):
+def test_spmm_output_and_gradient_equal_dense_product(masked, device):
     n_rows, n_cols, d = 40, 30, 5
     row, col = random_pattern(n_rows, n_cols, 300, seed=2)
-    pattern = CachedPattern(row, col, n_rows, n_cols)
+    pattern = CachedPattern(row.to(device), col.to(device), n_rows, n_cols)
     gen = torch.Generator().manual_seed(1)
-    values = torch.rand(row.shape[0], generator=gen)
-    keep = torch.rand(row.shape[0], generator=gen) < 0.5 if masked else None
+    values = torch.rand(row.shape[0], generator=gen).to(device)
+    keep = (torch.rand(row.shape[0], generator=gen) < 0.5).to(device) if masked else None
     pair = pattern.select(values, keep)
     dense = pair.matrix.to_dense()
-    x = torch.randn(n_cols, d, generator=gen, requires_grad=True)
-    weight = torch.randn(n_rows, d, generator=gen)
+    x = torch.randn(n_cols, d, generator=gen).to(device).requires_grad_()
+    weight = torch.randn(n_rows, d, generator=gen).to(device)
 
     out = spmm(pair, x)
     (out * weight).sum().backward()
@@ -76,67 +78,70 @@ def test_spmm_output_and_gradient_equal_dense_product(masked):
 
 
 @pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
-def test_csr_mm_equals_torch_sparse_mm(index_dtype):
+def test_csr_mm_equals_torch_sparse_mm(index_dtype, device):
     from recbole_kgin.model.sparse_ops import csr_mm
 
     row, col = random_pattern(50, 40, 300, seed=9)
+    row, col = row.to(device), col.to(device)
     pattern = CachedPattern(row, col, 50, 40)
     gen = torch.Generator().manual_seed(2)
-    pair = pattern.select(torch.rand(row.shape[0], generator=gen))
+    pair = pattern.select(torch.rand(row.shape[0], generator=gen).to(device))
     matrix = torch.sparse_csr_tensor(pair.matrix.crow_indices().to(index_dtype),
                                      pair.matrix.col_indices().to(index_dtype),
                                      pair.matrix.values(), (50, 40))
-    dense = torch.randn(40, 6, generator=gen)
+    dense = torch.randn(40, 6, generator=gen).to(device)
     assert torch.equal(csr_mm(matrix, dense), torch.sparse.mm(matrix, dense))
     assert torch.equal(csr_mm(matrix, dense.t().contiguous().t()), torch.sparse.mm(matrix, dense))
-    empty = CachedPattern(row, col, 50, 40).select(torch.ones(row.shape[0]),
-                                                   torch.zeros(row.shape[0], dtype=torch.bool))
-    assert torch.equal(csr_mm(empty.matrix, dense), torch.zeros(50, 6))  # no uninitialised rows
+    empty = CachedPattern(row, col, 50, 40).select(
+        torch.ones(row.shape[0], device=device), torch.zeros(row.shape[0], dtype=torch.bool,
+                                                             device=device))
+    assert torch.equal(csr_mm(empty.matrix, dense).cpu(), torch.zeros(50, 6))  # no stale rows
 
 
-def test_spmm_gradcheck_double():
+def test_spmm_gradcheck_double(device):
     row, col = random_pattern(9, 7, 25, seed=3)
-    pattern = CachedPattern(row, col, 9, 7)
-    values = torch.rand(row.shape[0], dtype=torch.float64)
+    pattern = CachedPattern(row.to(device), col.to(device), 9, 7)
+    values = torch.rand(row.shape[0], dtype=torch.float64).to(device)
     pair = pattern.select(values, values > 0.3)
-    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(7, 3, dtype=torch.float64).to(device).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: spmm(pair, t), (x,))
 
 
-def test_relation_aggregate_equals_gather_multiply_sum():
+def test_relation_aggregate_equals_gather_multiply_sum(device):
     """The fused relation-weighted aggregation against the plain autograd of its definition, and
     gradcheck in double precision."""
     from recbole_kgin.model.sparse_ops import constant_pair, relation_aggregate
 
     gen = torch.Generator().manual_seed(7)
     n_heads, n_rel, d = 9, 4, 5
-    pair_head = torch.sort(torch.randint(0, n_heads, (30,), generator=gen)).values
-    pair_rel = torch.randint(0, n_rel, (30,), generator=gen)
-    pairs = torch.arange(30)
+    pair_head = torch.sort(torch.randint(0, n_heads, (30,), generator=gen)).values.to(device)
+    pair_rel = torch.randint(0, n_rel, (30,), generator=gen).to(device)
+    pairs = torch.arange(30, device=device)
     order = torch.sort(pair_rel, stable=True).indices
     for dtype in (torch.float32, torch.float64):
-        pair_mean = torch.randn(30, d, generator=gen, dtype=dtype, requires_grad=True)
-        relation = torch.randn(n_rel, d, generator=gen, dtype=dtype, requires_grad=True)
-        hs = constant_pair(pair_head, pairs, n_heads, 30, torch.ones(30, dtype=dtype))
-        rs = constant_pair(pair_rel[order], order, n_rel, 30, torch.ones(30, dtype=dtype))
-        weight = torch.randn(n_heads, d, generator=gen, dtype=dtype)
+        leaf = lambda *shape: torch.randn(*shape, generator=gen, dtype=dtype).to(device) \
+            .requires_grad_()
+        pair_mean, relation = leaf(30, d), leaf(n_rel, d)
+        ones = torch.ones(30, dtype=dtype, device=device)
+        hs = constant_pair(pair_head, pairs, n_heads, 30, ones)
+        rs = constant_pair(pair_rel[order], order, n_rel, 30, ones)
+        weight = torch.randn(n_heads, d, generator=gen, dtype=dtype).to(device)
         fused = relation_aggregate(pair_mean, relation, pair_rel, pair_head, hs, rs)
         (fused * weight).sum().backward()
         grads = pair_mean.grad.clone(), relation.grad.clone()
         pair_mean.grad = relation.grad = None
-        plain = torch.zeros(n_heads, d, dtype=dtype).index_add(
+        plain = torch.zeros(n_heads, d, dtype=dtype, device=device).index_add(
             0, pair_head, pair_mean * relation[pair_rel])
         (plain * weight).sum().backward()
-        assert torch.allclose(fused, plain, atol=ATOL, rtol=RTOL)
-        assert torch.allclose(grads[0], pair_mean.grad, atol=ATOL, rtol=RTOL)
-        assert torch.allclose(grads[1], relation.grad, atol=ATOL, rtol=RTOL)
+        assert close(fused, plain)
+        assert close(grads[0], pair_mean.grad) and close(grads[1], relation.grad)
         if dtype == torch.float64:
             assert torch.autograd.gradcheck(
                 lambda a, b: relation_aggregate(a, b, pair_rel, pair_head, hs, rs),
                 (pair_mean, relation))
 
 
-def test_relation_aggregate_blocks_equal_the_gather():
+def test_relation_aggregate_blocks_equal_the_gather(device):
     """Pairs ordered by relation: the per-block broadcast products give the gather's numbers."""
     from recbole_kgin.model.sparse_ops import constant_pair, relation_aggregate
 
@@ -147,20 +152,22 @@ def test_relation_aggregate_blocks_equal_the_gather():
     bounds = torch.cat([torch.tensor([0]), torch.nonzero(pair_rel.diff()).squeeze(1) + 1,
                         torch.tensor([n])]).tolist()
     blocks = [(a, b, int(pair_rel[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+    pair_rel, pair_head = pair_rel.to(device), pair_head.to(device)
     order = torch.sort(pair_head, stable=True).indices
     hs = constant_pair(pair_head[order], order, n_heads, n)
-    rs = constant_pair(pair_rel, torch.arange(n), n_rel, n)
-    weight = torch.randn(n_heads, d, generator=gen)
+    rs = constant_pair(pair_rel, torch.arange(n, device=device), n_rel, n)
+    weight = torch.randn(n_heads, d, generator=gen).to(device)
     results = []
     for use_blocks in (None, blocks):
-        pair_mean = torch.randn(n, d, generator=torch.Generator().manual_seed(1), requires_grad=True)
-        relation = torch.randn(n_rel, d, generator=torch.Generator().manual_seed(2),
-                               requires_grad=True)
+        pair_mean = torch.randn(n, d, generator=torch.Generator().manual_seed(1)).to(device) \
+            .requires_grad_()
+        relation = torch.randn(n_rel, d, generator=torch.Generator().manual_seed(2)).to(device) \
+            .requires_grad_()
         out = relation_aggregate(pair_mean, relation, pair_rel, pair_head, hs, rs, use_blocks)
         (out * weight).sum().backward()
         results.append((out.detach(), pair_mean.grad, relation.grad))
     for a, b in zip(*results):
-        assert torch.allclose(a, b, atol=ATOL, rtol=RTOL)
+        assert close(a, b)
 
 
 def test_cached_pattern_rejects_unsorted_entries():
@@ -169,7 +176,7 @@ def test_cached_pattern_rejects_unsorted_entries():
 
 
 # ---------------------------------------------------------------- the model: cached vs torch backend
-def two_models(tmp_path, **overrides):
+def two_models(tmp_path, device="cpu", **overrides):
     write_kg_dataset(tmp_path, n_users=70, n_items=90)
     models = {}
     for backend in ("torch", "cached"):
@@ -179,7 +186,7 @@ def two_models(tmp_path, **overrides):
         torch.manual_seed(0)
         models[backend] = KGIN(config, train_data._dataset)
     models["cached"].load_state_dict(models["torch"].state_dict())
-    return models["torch"], models["cached"], train_data
+    return models["torch"].to(device), models["cached"].to(device), train_data
 
 
 def loss_and_grads(model, batch, seed):
@@ -198,12 +205,12 @@ def loss_and_grads(model, batch, seed):
     {"node_dropout_rate": 0.0, "mess_dropout_rate": 0.0},
     {"context_hops": 1},
 ])
-def test_cached_backend_equals_torch_backend_in_training(tmp_path, overrides):
-    plain, fast, train_data = two_models(tmp_path, **overrides)
+def test_cached_backend_equals_torch_backend_in_training(tmp_path, overrides, device):
+    plain, fast, train_data = two_models(tmp_path, device, **overrides)
     from recbole.utils import KGDataLoaderState
 
     train_data.set_mode(KGDataLoaderState.RS)
-    batch = next(iter(train_data))
+    batch = next(iter(train_data)).to(device)
     for seed in (0, 1):
         loss_p, grads_p = loss_and_grads(plain, batch, seed)
         loss_f, grads_f = loss_and_grads(fast, batch, seed)
@@ -221,7 +228,7 @@ def test_cached_backend_equals_torch_backend_in_training(tmp_path, overrides):
         assert close(out_f[0], out_p[0]) and close(out_f[1], out_p[1])
 
 
-def test_batch_user_propagation_equals_all_users(tmp_path):
+def test_batch_user_propagation_equals_all_users(tmp_path, device):
     """forward(users=...) gives exactly the rows of forward() for these users, dropout included
     (the masks of every user are drawn either way), and the batch's loss and gradients agree."""
     write_kg_dataset(tmp_path, n_users=70, n_items=90)
@@ -234,8 +241,9 @@ def test_batch_user_propagation_equals_all_users(tmp_path):
         models[mode] = KGIN(config, train_data._dataset)
     every, batch = models["all"], models["batch"]
     batch.load_state_dict(every.state_dict())
-    users = torch.tensor([1, 4, 5, 17, 40, 69])
-    item_ids = torch.tensor([0, 2, 3, 30, 88, 89])
+    every, batch = every.to(device), batch.to(device)
+    users = torch.tensor([1, 4, 5, 17, 40, 69], device=device)
+    item_ids = torch.tensor([0, 2, 3, 30, 88, 89], device=device)
     for training in (False, True):
         torch.manual_seed(5)
         full_users, full_items = every.forward(sample_graph=training, items_only=True)
@@ -249,22 +257,22 @@ def test_batch_user_propagation_equals_all_users(tmp_path):
     from recbole.utils import KGDataLoaderState
 
     train_data.set_mode(KGDataLoaderState.RS)
-    data = next(iter(train_data))
+    data = next(iter(train_data)).to(device)
     assert data[every.USER_ID].unique().numel() < data[every.USER_ID].numel()
     loss_a, grads_a = loss_and_grads(every, data, 11)
     loss_b, grads_b = loss_and_grads(batch, data, 11)
     assert close(loss_b, loss_a)
     for name in grads_a:
         assert close(grads_b[name], grads_a[name]), name
-    untouched = torch.ones(every.n_users, dtype=torch.bool)
+    untouched = torch.ones(every.n_users, dtype=torch.bool, device=device)
     untouched[data[every.USER_ID]] = False
     assert torch.all(grads_b["user_embedding"][untouched] == 0)
 
 
-def test_message_dropout_keeps_one_minus_p_scaled_and_is_reproducible():
+def test_message_dropout_keeps_one_minus_p_scaled_and_is_reproducible(device):
     from recbole_kgin.model.kgin import message_dropout
 
-    x = torch.ones(400, 50)
+    x = torch.ones(400, 50, device=device)
     torch.manual_seed(3)
     out = message_dropout(x, 0.2)
     kept = out != 0
@@ -273,29 +281,29 @@ def test_message_dropout_keeps_one_minus_p_scaled_and_is_reproducible():
     torch.manual_seed(3)
     assert torch.equal(message_dropout(x, 0.2), out)
     assert not torch.equal(message_dropout(x, 0.2), out)  # the next draw differs
-    rows = torch.tensor([0, 7, 399])
+    rows = torch.tensor([0, 7, 399], device=device)
     torch.manual_seed(3)
     assert torch.equal(message_dropout(x[rows], 0.2, rows, 400), out[rows])
 
 
-def test_take_rows_selects_the_rows_entries():
+def test_take_rows_selects_the_rows_entries(device):
     row, col = random_pattern(12, 9, 50, seed=4)
-    pattern = CachedPattern(row, col, 12, 9)
+    pattern = CachedPattern(row.to(device), col.to(device), 12, 9)
     values = torch.rand(row.shape[0]) + 0.1
     dense = torch.zeros(12, 9)
     dense[row, col] = values
     rows = torch.tensor([0, 3, 4, 11])
-    sub, entries = pattern.take_rows(rows)
-    pair = sub.select(values[entries])
-    assert torch.equal(pair.matrix.to_dense(), dense[rows])
-    assert torch.equal(pair.transpose.to_dense(), dense[rows].t())
+    sub, entries = pattern.take_rows(rows.to(device))
+    pair = sub.select(values.to(device)[entries])
+    assert torch.equal(pair.matrix.to_dense().cpu(), dense[rows])
+    assert torch.equal(pair.transpose.to_dense().cpu(), dense[rows].t())
 
 
-def test_cached_backend_equals_torch_backend_in_evaluation(tmp_path):
-    plain, fast, train_data = two_models(tmp_path)
+def test_cached_backend_equals_torch_backend_in_evaluation(tmp_path, device):
+    plain, fast, train_data = two_models(tmp_path, device)
     plain.eval()
     fast.eval()
-    users = torch.arange(1, plain.n_users)
+    users = torch.arange(1, plain.n_users, device=device)
     from recbole.data.interaction import Interaction
 
     inter = Interaction({plain.USER_ID: users})

@@ -101,12 +101,13 @@ def message_dropout(x, p, rows=None, n_rows=None):
     is drawn and these rows are used, so the random numbers do not depend on which rows are
     computed. On CPU the uniform numbers come from NumPy's PCG64 seeded from torch's generator
     (reproducible under ``torch.manual_seed``; about 3x faster than torch's CPU Bernoulli sampler,
-    which runs on one thread); on other devices from torch's own sampler."""
+    which runs on one thread); on other devices from torch's Bernoulli sampler, with or without
+    ``rows`` (so that both give the same numbers there too)."""
     n = x.shape[0] if rows is None else n_rows
     if x.device.type != "cpu":
-        if rows is None:
-            return F.dropout(x, p=p, training=True)
-        noise = x.new_empty(n, x.shape[1]).bernoulli_(1.0 - p).index_select(0, rows)
+        noise = x.new_empty(n, x.shape[1]).bernoulli_(1.0 - p)
+        if rows is not None:
+            noise = noise.index_select(0, rows)
         return x * noise.div_(1.0 - p)
     seed = int(torch.randint(0, 2**62, (1,)).item())
     uniform = np.random.Generator(np.random.PCG64(seed)).random(n * x.shape[1], dtype=np.float32)
