@@ -279,6 +279,8 @@ def load(model_name, dataset, device, overrides, data_path):
 
     cfg = dict(PUBLISHED, use_gpu=device == "cuda", checkpoint_dir="saved/bench-step")
     cfg["gpu_id"] = "0" if device == "cuda" else ""
+    if model_name != "KGIN":  # RecBole's KGIN with glibc's defaults, as RecBole runs it
+        cfg["retain_cpu_memory"] = False  # (--same-allocator gives its process the setting)
     if data_path:
         cfg["data_path"] = data_path
         cfg["eval_args"] = {"split": {"RS": [0.96, 0.02, 0.02]}, "group_by": "user",

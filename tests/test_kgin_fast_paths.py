@@ -326,3 +326,46 @@ def test_retain_freed_memory_is_idempotent():
 
     first = retain_freed_memory()
     assert isinstance(first, bool) and retain_freed_memory() is first
+
+
+_BUILD_BPR = """
+import sys
+sys.path[:0] = {paths!r}
+from synthetic import tiny_config, write_kg_dataset
+from recbole_kgin.model import cpu_memory
+from recbole_kgin.quick_start import build_model, create_config, load_data
+write_kg_dataset({root!r})
+config = create_config("BPR", "tiny", config_dict=tiny_config({root!r}, **{extra!r}))
+build_model(config, load_data(config)[1])
+print("applied", cpu_memory._applied)
+"""
+
+
+@pytest.mark.parametrize("retain, expected", [(None, "True"), (False, "None")])
+def test_every_model_keeps_freed_memory_unless_told_not_to(tmp_path, retain, expected):
+    """retain_cpu_memory (overall.yaml, default True) is applied by the shared pipeline for any
+    model, here BPR; False leaves glibc's defaults. Each case in a fresh process (process-wide)."""
+    import platform
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("retain_cpu_memory acts on glibc only")
+    here = Path(__file__).resolve().parent
+    extra = {} if retain is None else {"retain_cpu_memory": retain}
+    code = _BUILD_BPR.format(paths=[str(here), str(here.parent)], root=str(tmp_path), extra=extra)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"applied {expected}" in proc.stdout
+
+
+def test_bad_retain_setting_names_the_key_for_any_model(tmp_path):
+    from recbole_kgin.quick_start import build_model
+
+    write_kg_dataset(tmp_path)
+    config = create_config("BPR", "tiny", config_dict=tiny_config(tmp_path,
+                                                                   retain_cpu_memory="yes"))
+    with pytest.raises(ValueError, match="retain_cpu_memory"):
+        build_model(config, load_data(config)[1])
