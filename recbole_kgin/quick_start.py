@@ -17,7 +17,7 @@ from recbole_kgin import checkpoint as ckpt
 from recbole_kgin.config import Config
 from recbole_kgin.config_check import check_dataset_exists
 from recbole_kgin.errors import UsageError
-from recbole_kgin.model.cpu_memory import retain_freed_memory
+from recbole_kgin.model.cpu_memory import apply_setting
 from recbole_kgin.trainer import load_checkpoint
 from recbole_kgin.utils import get_model, get_trainer
 
@@ -109,11 +109,7 @@ def _kg_filtered_dataset(config):
 def build_model(config, train_data):
     """Instantiate the configured model on the training split, seeded like RecBole does; with
     ``retain_cpu_memory`` (properties/overall.yaml) the process keeps freed memory for reuse."""
-    retain = config["retain_cpu_memory"]
-    if retain is not None and not isinstance(retain, bool):
-        raise ValueError(f"config key 'retain_cpu_memory' = {retain!r}: expected True or False")
-    if retain:
-        retain_freed_memory()
+    apply_setting(config["retain_cpu_memory"])
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     return get_model(config["model"])(config, train_data._dataset).to(config["device"])
 

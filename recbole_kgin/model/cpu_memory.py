@@ -35,3 +35,11 @@ def retain_freed_memory():
         return False
     _applied = bool(ok_mmap and ok_trim)
     return _applied
+
+
+def apply_setting(value):
+    """The configuration key ``retain_cpu_memory``: True applies :func:`retain_freed_memory`,
+    False or None leaves glibc's defaults. Returns whether the settings are in effect."""
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"config key 'retain_cpu_memory' = {value!r}: expected True or False")
+    return bool(value) and retain_freed_memory()

@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import KnowledgeRecommender
 from recbole.utils import InputType
 
-from recbole_kgin.model.cpu_memory import retain_freed_memory
+from recbole_kgin.model.cpu_memory import apply_setting
 from recbole_kgin.model.sparse_ops import (CachedPattern, group_sum, ragged_ranges,
                                           relation_aggregate, spmm)
 
@@ -186,10 +186,7 @@ class KGIN(KnowledgeRecommender):
         if self.sparse_backend not in SPARSE_BACKENDS:
             raise ValueError(f"config key 'sparse_backend' = {self.sparse_backend!r}: expected "
                              f"one of {SPARSE_BACKENDS}")
-        retain = config["retain_cpu_memory"]
-        if retain is not None and not isinstance(retain, bool):
-            raise ValueError(f"config key 'retain_cpu_memory' = {retain!r}: expected True or False")
-        self.retains_cpu_memory = bool(retain) and retain_freed_memory()
+        self.retains_cpu_memory = apply_setting(config["retain_cpu_memory"])
         self.user_propagation = config["user_propagation"] or "batch"
         if self.user_propagation not in USER_PROPAGATION:
             raise ValueError(f"config key 'user_propagation' = {self.user_propagation!r}: expected "
