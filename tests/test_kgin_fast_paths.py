@@ -110,21 +110,17 @@ def test_spmm_gradcheck_double(device):
 def test_relation_aggregate_equals_gather_multiply_sum(device):
     """The fused relation-weighted aggregation against the plain autograd of its definition, and
     gradcheck in double precision."""
-    from recbole_kgin.model.sparse_ops import constant_pair, relation_aggregate
+    from recbole_kgin.model.sparse_ops import group_sum, relation_aggregate
 
     gen = torch.Generator().manual_seed(7)
     n_heads, n_rel, d = 9, 4, 5
     pair_head = torch.sort(torch.randint(0, n_heads, (30,), generator=gen)).values.to(device)
     pair_rel = torch.randint(0, n_rel, (30,), generator=gen).to(device)
-    pairs = torch.arange(30, device=device)
-    order = torch.sort(pair_rel, stable=True).indices
     for dtype in (torch.float32, torch.float64):
         leaf = lambda *shape: torch.randn(*shape, generator=gen, dtype=dtype).to(device) \
             .requires_grad_()
         pair_mean, relation = leaf(30, d), leaf(n_rel, d)
-        ones = torch.ones(30, dtype=dtype, device=device)
-        hs = constant_pair(pair_head, pairs, n_heads, 30, ones)
-        rs = constant_pair(pair_rel[order], order, n_rel, 30, ones)
+        hs, rs = group_sum(pair_head, n_heads, dtype), group_sum(pair_rel, n_rel, dtype)
         weight = torch.randn(n_heads, d, generator=gen, dtype=dtype).to(device)
         fused = relation_aggregate(pair_mean, relation, pair_rel, pair_head, hs, rs)
         (fused * weight).sum().backward()
@@ -143,7 +139,7 @@ def test_relation_aggregate_equals_gather_multiply_sum(device):
 
 def test_relation_aggregate_blocks_equal_the_gather(device):
     """Pairs ordered by relation: the per-block broadcast products give the gather's numbers."""
-    from recbole_kgin.model.sparse_ops import constant_pair, relation_aggregate
+    from recbole_kgin.model.sparse_ops import group_sum, relation_aggregate
 
     gen = torch.Generator().manual_seed(8)
     n_heads, n_rel, d, n = 7, 3, 4, 25
@@ -153,9 +149,7 @@ def test_relation_aggregate_blocks_equal_the_gather(device):
                         torch.tensor([n])]).tolist()
     blocks = [(a, b, int(pair_rel[a])) for a, b in zip(bounds[:-1], bounds[1:])]
     pair_rel, pair_head = pair_rel.to(device), pair_head.to(device)
-    order = torch.sort(pair_head, stable=True).indices
-    hs = constant_pair(pair_head[order], order, n_heads, n)
-    rs = constant_pair(pair_rel, torch.arange(n, device=device), n_rel, n)
+    hs, rs = group_sum(pair_head, n_heads), group_sum(pair_rel, n_rel)
     weight = torch.randn(n_heads, d, generator=gen).to(device)
     results = []
     for use_blocks in (None, blocks):
