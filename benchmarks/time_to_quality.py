@@ -59,8 +59,8 @@ def main():
                         help="epoch cap of every schedule (default 1000, the shipped cap)")
     parser.add_argument("--eval-step", type=int,
                         help="validate every N epochs instead of the schedule's own (10); the "
-                        "training and the stopping rule in epochs (100 without improvement) stay "
-                        "the same, the best epoch is found more finely")
+                        "training and the shipped stopping rule in epochs (eval_step x "
+                        "stopping_step) stay the same, the best epoch is found more finely")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--json", help="write the record here")
@@ -70,11 +70,16 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    import yaml
+
     import recbole_kgin  # noqa: F401  (compat shims first)
     from machine import describe
+    from recbole_kgin.config import PROPERTIES_DIR
     from recbole_kgin.experiment.files import write_json
     from recbole_kgin.quick_start import run_recbole_kgin
 
+    shipped = yaml.safe_load((PROPERTIES_DIR / "model" / "KGIN.yaml").read_text())
+    patience_epochs = int(shipped["eval_step"]) * int(shipped["stopping_step"])
     known = schedules(args.large_batch)
     names = args.schedules.split(",")
     for name in names:
@@ -87,9 +92,9 @@ def main():
         for name in names:
             overrides = dict(known[name], epochs=args.epochs, show_progress=False,
                              checkpoint_dir=os.path.join(tmp, name), use_gpu=args.device == "cuda")
-            if args.eval_step:  # same stopping rule in epochs: 10 validations x 10 epochs
+            if args.eval_step:  # the shipped stopping rule, in epochs, kept
                 overrides.update(eval_step=args.eval_step,
-                                 stopping_step=max(1, 100 // args.eval_step))
+                                 stopping_step=max(1, patience_epochs // args.eval_step))
             start = time.perf_counter()
             result = run_recbole_kgin("KGIN", args.dataset, config_dict=overrides)
             wall = time.perf_counter() - start
