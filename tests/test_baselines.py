@@ -254,13 +254,13 @@ def test_mcclk_trains_one_epoch_without_torch_scatter(no_torch_scatter, data_roo
 # Slower on CPU (minutes in all on a loaded 2-core machine); the ml-100k comparison runs them too.
 _SLOW = pytest.mark.skipif(
     not os.environ.get("RECBOLE_KGIN_SLOW_TESTS"),
-    reason="set RECBOLE_KGIN_SLOW_TESTS=1 to train KGCN, KGNNLS, KTUP, MKR and RippleNet as well",
+    reason="set RECBOLE_KGIN_SLOW_TESTS=1 to train KGNNLS, KTUP, MKR and RippleNet as well",
 )
 
 
 @pytest.mark.parametrize("name,extra", [
-    ("CKE", {}), ("CFKG", {}), ("BPR", {}), ("LightGCN", {}),
-    pytest.param("KGCN", {}, marks=_SLOW), pytest.param("KGNNLS", {}, marks=_SLOW),
+    ("CKE", {}), ("CFKG", {}), ("BPR", {}), ("LightGCN", {}), ("KGCN", {}),
+    pytest.param("KGNNLS", {}, marks=_SLOW),
     pytest.param("KTUP", {}, marks=_SLOW), pytest.param("MKR", {}, marks=_SLOW),
     pytest.param("RippleNet", {"n_memory": 4}, marks=_SLOW),
 ])

@@ -1,0 +1,111 @@
+"""KGCN's full-ranking evaluation computed once per (user, entity) equals RecBole's own method."""
+
+import pytest
+import torch
+
+from recbole.data.interaction import Interaction
+from recbole.model.knowledge_aware_recommender.kgcn import KGCN as RecBoleKGCN
+
+from recbole_kgin import quick_start
+from recbole_kgin.model.kgcn import KGCN, receptive_sets
+from synthetic import tiny_config, write_kg_dataset
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kgcn")
+    write_kg_dataset(root, unlinked_items=5)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def _model(data_root, device, **extra):
+    config = quick_start.create_config("KGCN", "tiny", config_dict=tiny_config(data_root, **extra))
+    _, train_data, _, _ = quick_start.load_data(config)
+    model = quick_start.build_model(config, train_data).to(device).eval()
+    model.adj_entity = model.adj_entity.to(device)
+    model.adj_relation = model.adj_relation.to(device)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():  # trained-looking weights: no zero biases, embeddings of varied scale
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    return model
+
+
+def _recbole_scores(model, users):
+    return RecBoleKGCN.full_sort_predict(model, Interaction({model.USER_ID: users}))
+
+
+@pytest.mark.parametrize("aggregator", ["sum", "neighbor", "concat"])
+@pytest.mark.parametrize("n_iter", [1, 2, 3])
+def test_fast_full_sort_equals_recbole(data_root, device, aggregator, n_iter):
+    # float64, so that a difference in the computation is not lost in float32 rounding
+    model = _model(data_root, device, aggregator=aggregator, n_iter=n_iter,
+                   neighbor_sample_size=3).double()
+    assert type(model) is KGCN and model.fast_full_sort
+    users = torch.arange(1, model.n_users, device=device)
+    with torch.no_grad():
+        fast = model.full_sort_predict(Interaction({model.USER_ID: users}))
+        plain = _recbole_scores(model, users)
+    assert fast.shape == plain.shape == (users.numel() * model.n_items,)
+    assert plain.std() > 0.1  # the comparison is not between near-constant scores
+    torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-10)
+
+
+def test_fast_full_sort_in_small_chunks_and_with_gradients(data_root, monkeypatch):
+    model = _model(data_root, "cpu").double()
+    users = torch.tensor([3, 1, 4, 1, 5])
+    with torch.no_grad():
+        whole = model.full_sort_predict(Interaction({model.USER_ID: users}))
+    monkeypatch.setattr("recbole_kgin.model.kgcn._CHUNK_FLOATS", 1)  # one user per chunk
+    chunked = model.full_sort_predict(Interaction({model.USER_ID: users}))
+    torch.testing.assert_close(chunked, whole)
+    # the fast path is differentiable like RecBole's (same graph of parameters)
+    chunked.sum().backward()
+    fast_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    _recbole_scores(model, users).sum().backward()
+    plain_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert fast_grads.keys() == plain_grads.keys()
+    for name in plain_grads:
+        torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-9, atol=1e-9)
+
+
+def test_switch_off_runs_recbole_method_a_few_users_per_call(data_root, monkeypatch):
+    model = _model(data_root, "cpu", kgcn_fast_full_sort=False)
+    assert not model.fast_full_sort
+    calls = []
+    original = RecBoleKGCN.full_sort_predict
+
+    def spy(self, interaction):
+        calls.append(int(interaction[self.USER_ID].numel()))
+        return original(self, interaction)
+
+    monkeypatch.setattr(RecBoleKGCN, "full_sort_predict", spy)
+    monkeypatch.setattr("recbole_kgin.model.kgcn._PLAIN_PAIRS", 2 * model.n_items)
+    users = torch.arange(1, 6)
+    with torch.no_grad():
+        scores = model.full_sort_predict(Interaction({model.USER_ID: users}))
+        calls_seen = list(calls)
+        whole = original(model, Interaction({model.USER_ID: users}))
+    assert calls_seen == [2, 2, 1]
+    torch.testing.assert_close(scores, whole)
+
+
+def test_bad_switch_value_names_the_key(data_root):
+    with pytest.raises(ValueError, match="kgcn_fast_full_sort"):
+        _model(data_root, "cpu", kgcn_fast_full_sort="yes")
+
+
+def test_receptive_sets_nest_and_cover_neighbours():
+    adj = torch.tensor([[1, 2], [3, 3], [0, 4], [3, 3], [4, 4], [5, 5]])
+    sets = receptive_sets(adj, torch.tensor([0, 1]), 2)
+    assert sets[0].tolist() == [0, 1]
+    assert sets[1][:2].tolist() == [0, 1] and sorted(sets[1].tolist()) == [0, 1, 2, 3]
+    assert sets[2][:4].tolist() == sets[1].tolist() and sorted(sets[2].tolist()) == [0, 1, 2, 3, 4]
+    for inner, outer in zip(sets, sets[1:]):
+        assert set(adj[inner].reshape(-1).tolist()) <= set(outer.tolist())
