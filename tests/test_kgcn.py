@@ -43,11 +43,15 @@ def _recbole_scores(model, users):
 @pytest.mark.parametrize("aggregator", ["sum", "neighbor", "concat"])
 @pytest.mark.parametrize("n_iter", [1, 2, 3])
 def test_fast_full_sort_equals_recbole(data_root, device, aggregator, n_iter):
-    # float64, so that a difference in the computation is not lost in float32 rounding
     model = _model(data_root, device, aggregator=aggregator, n_iter=n_iter,
-                   neighbor_sample_size=3).double()
+                   neighbor_sample_size=3)
     assert type(model) is KGCN and model.fast_full_sort
     users = torch.arange(1, model.n_users, device=device)
+    with torch.no_grad():  # float32, as it runs: equal up to float32 rounding
+        torch.testing.assert_close(model.full_sort_predict(Interaction({model.USER_ID: users})),
+                                   _recbole_scores(model, users), rtol=1e-4, atol=1e-4)
+    # float64, so that a difference in the computation is not lost in float32 rounding
+    model = model.double()
     with torch.no_grad():
         fast = model.full_sort_predict(Interaction({model.USER_ID: users}))
         plain = _recbole_scores(model, users)
@@ -109,3 +113,16 @@ def test_receptive_sets_nest_and_cover_neighbours():
     assert sets[2][:4].tolist() == sets[1].tolist() and sorted(sets[2].tolist()) == [0, 1, 2, 3, 4]
     for inner, outer in zip(sets, sets[1:]):
         assert set(adj[inner].reshape(-1).tolist()) <= set(outer.tolist())
+
+
+def test_attention_falls_back_to_softmax_of_logits_when_exponentials_underflow(data_root):
+    model = _model(data_root, "cpu", n_iter=2)
+    with torch.no_grad():
+        model.relation_embedding.weight.mul_(1e4)  # logits spread over thousands
+        users = torch.arange(1, model.n_users)
+        logits = model.relation_embedding.weight @ model.user_embedding(users).T / 64
+        assert float((logits.max(dim=0).values - logits.min(dim=0).values).max()) > 200
+        # one exponential per (user, relation) underflows: the fallback path must be taken
+        assert bool((torch.exp(logits - logits.max(dim=0).values) == 0).any())
+        torch.testing.assert_close(model.full_sort_predict(Interaction({model.USER_ID: users})),
+                                   _recbole_scores(model, users), rtol=1e-4, atol=1e-4)
