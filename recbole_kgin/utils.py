@@ -16,6 +16,8 @@ MODELS = {
     "KGIN": ("recbole_kgin.model.kgin", "KGIN", ("own", "KGINTrainer")),
     # RecBole's KGAT with a DGL-free graph construction (RecBole's KGAT.yaml and KGATTrainer apply)
     "KGAT": ("recbole_kgin.model.kgat", "KGAT", ("recbole", "KGAT")),
+    # RecBole's CFKG with a full-ranking evaluation over all items at once
+    "CFKG": ("recbole_kgin.model.cfkg", "CFKG", ("recbole", "CFKG")),
     # RecBole's KGCN with a full-ranking evaluation computed once per (user, entity)
     "KGCN": ("recbole_kgin.model.kgcn", "KGCN", ("recbole", "KGCN")),
     # RecBole's own KGIN, runnable without torch-scatter (RecBole's KGIN.yaml, KGTrainer)
