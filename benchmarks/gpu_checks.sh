@@ -9,7 +9,7 @@
 #   4. KGCN's full-ranking evaluation, RecBole's method against ours, on the CPU-table subsets
 #      lastfm-kg-resplit-u2k and alibaba-kg-resplit-u10k (benchmarks/full_sort_cost.py).
 # Results go to $OUT (default benchmarks/results/gpu): *.json, *.log, profile text.
-# STEPS picks steps (default "1 2 3 4"; step 1 also runs KGCN's equality tests).
+# STEPS picks steps (default "1 2 3 4"; step 1 also runs the KGCN and CFKG equality tests).
 #
 #   bash benchmarks/gpu_checks.sh
 #   STEPS="1 4" bash benchmarks/gpu_checks.sh
@@ -32,7 +32,7 @@ want() { [[ " $steps " == *" $1 "* ]]; }
 
 if want 1; then
 echo "== 1. equality and device tests on CUDA"
-timeout 150 "$py" -m pytest tests/test_kgin_fast_paths.py tests/test_devices.py tests/test_kgcn.py \
+timeout 150 "$py" -m pytest tests/test_kgin_fast_paths.py tests/test_devices.py tests/test_full_sort_paths.py \
     -q -rs -k "cuda or gpu" 2>&1 | tee "$out/tests_cuda.log" | tail -25
 fi
 

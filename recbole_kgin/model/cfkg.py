@@ -22,6 +22,8 @@ import torch
 
 from recbole.model.knowledge_aware_recommender.cfkg import CFKG as RecBoleCFKG
 
+from recbole_kgin.model.options import bool_option
+
 # (user, item) pairs per ``predict`` call of the plain path (RecBole's CFKG.yaml batch)
 _PLAIN_PAIRS = 4096
 
@@ -32,12 +34,7 @@ class CFKG(RecBoleCFKG):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        fast = config["cfkg_fast_full_sort"]
-        if fast is None:
-            fast = True
-        if not isinstance(fast, bool):
-            raise ValueError(f"config key 'cfkg_fast_full_sort' = {fast!r}: expected True or False")
-        self.fast_full_sort = fast
+        self.fast_full_sort = bool_option(config, "cfkg_fast_full_sort")
 
     def full_sort_predict(self, interaction):
         users = interaction[self.USER_ID]

@@ -38,6 +38,8 @@ import torch
 
 from recbole.model.knowledge_aware_recommender.kgcn import KGCN as RecBoleKGCN
 
+from recbole_kgin.model.options import bool_option
+
 # Floats of the largest per-chunk intermediate of the fast path: 64 M floats, 256 MB.
 _CHUNK_FLOATS = 64 * 2**20
 # Floats of one block of entities x users x dim on a CPU (2 MB: stays in cache).
@@ -67,12 +69,7 @@ class KGCN(RecBoleKGCN):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        fast = config["kgcn_fast_full_sort"]
-        if fast is None:
-            fast = True
-        if not isinstance(fast, bool):
-            raise ValueError(f"config key 'kgcn_fast_full_sort' = {fast!r}: expected True or False")
-        self.fast_full_sort = fast
+        self.fast_full_sort = bool_option(config, "kgcn_fast_full_sort")
 
     def _combine_linear(self, layer, self_part, neighbour_part):
         """``linear(combine(self, neighbours))`` without the bias, for the configured aggregator."""
