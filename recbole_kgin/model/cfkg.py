@@ -3,8 +3,8 @@
 
 RecBole 1.2.1's CFKG has no ``full_sort_predict``, so RecBole's trainer ranks a batch of users by
 repeating every user once per item and calling ``predict`` on the ``users x items`` pairs, each pair
-looked up in the embedding tables on its own (36 s per validation pass of full-scale Last-FM on an
-H200, two thirds of the GPU time a full-scale comparison would take; BENCHMARKS.md §13). The score is
+looked up in the embedding tables on its own: 36 s per validation pass of full-scale Last-FM on an
+H200, against 1.0 s with this class (BENCHMARKS.md §13). The score is
 the same function of ``user + r_buy`` and the item's entity vector for every item, so
 :meth:`CFKG.full_sort_predict` computes it for all items together:
 
