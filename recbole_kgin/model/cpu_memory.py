@@ -13,6 +13,8 @@ import ctypes
 import ctypes.util
 import platform
 
+from recbole_kgin.model.options import checked_bool
+
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 
@@ -40,6 +42,4 @@ def retain_freed_memory():
 def apply_setting(value):
     """The configuration key ``retain_cpu_memory``: True applies :func:`retain_freed_memory`,
     False or None leaves glibc's defaults. Returns whether the settings are in effect."""
-    if value is not None and not isinstance(value, bool):
-        raise ValueError(f"config key 'retain_cpu_memory' = {value!r}: expected True or False")
-    return bool(value) and retain_freed_memory()
+    return checked_bool("retain_cpu_memory", value, False) and retain_freed_memory()

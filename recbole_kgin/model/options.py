@@ -1,13 +1,17 @@
 # -*- coding: utf-8 -*-
-"""Reading a model's own on/off configuration keys."""
+"""Reading the models' own on/off configuration keys."""
 
 
-def bool_option(config, key, default=True):
-    """``config[key]`` as a bool (``default`` when unset); anything else is a ValueError naming
-    the key."""
-    value = config[key]
+def checked_bool(key, value, default):
+    """``value`` of configuration key ``key`` as a bool (``default`` when None); anything else is a
+    ValueError naming the key."""
     if value is None:
         return default
     if not isinstance(value, bool):
         raise ValueError(f"config key '{key}' = {value!r}: expected True or False")
     return value
+
+
+def bool_option(config, key, default=True):
+    """``config[key]`` as a bool (:func:`checked_bool`)."""
+    return checked_bool(key, config[key], default)
