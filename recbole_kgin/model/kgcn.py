@@ -71,18 +71,29 @@ class KGCN(RecBoleKGCN):
         super().__init__(config, dataset)
         self.fast_full_sort = bool_option(config, "kgcn_fast_full_sort")
 
-    def _combine_linear(self, layer, self_part, neighbour_part):
-        """``linear(combine(self, neighbours))`` without the bias, for the configured aggregator."""
+    def _weights(self, layer):
+        """``(W_self, W_neighbour)`` of a layer for the configured aggregator, so that
+        ``linear(combine(s, n)) = s W_self^T + n W_neighbour^T + bias``: one matrix twice for
+        ``sum``, no ``W_self`` for ``neighbor``, the two halves of the weight for ``concat``."""
         weight = layer.weight
-        d = self.embedding_size
         if self.aggregator_class == "sum":
-            return (self_part + neighbour_part) @ weight.T
+            return weight, weight
         if self.aggregator_class == "neighbor":
-            return neighbour_part @ weight.T
+            return None, weight
         if self.aggregator_class == "concat":
-            return self_part @ weight[:, :d].T + neighbour_part @ weight[:, d:].T
+            d = self.embedding_size
+            return weight[:, :d], weight[:, d:]
         raise ValueError(f"config key 'aggregator' = {self.aggregator_class!r}: "
                          "expected sum, neighbor or concat")
+
+    def _combine_linear(self, layer, self_part, neighbour_part):
+        """``linear(combine(self, neighbours))`` without the bias (``sum``: one product of the
+        sum, as RecBole computes it)."""
+        w_self, w_neighbour = self._weights(layer)
+        if w_self is w_neighbour:
+            return (self_part + neighbour_part) @ w_self.T
+        mixed = neighbour_part @ w_neighbour.T
+        return mixed if w_self is None else self_part @ w_self.T + mixed
 
     def _plan(self, device):
         """The user-independent part: per iteration, the entities computed (``outputs``), their
@@ -103,12 +114,13 @@ class KGCN(RecBoleKGCN):
         computed entity's neighbours ([q, K, d]) and ``W_self e + bias`` ([q, d])."""
         inputs, outputs, neighbours, _ = plan[0]
         layer = self.linear_layers[0]
+        w_self, w_neighbour = self._weights(layer)
         embedded = self.entity_embedding(inputs)  # [n, d]
-        zero = torch.zeros_like(embedded)
-        neighbour_in = self._combine_linear(layer, zero, embedded)[neighbours]
+        neighbour_in = (embedded @ w_neighbour.T)[neighbours]
         n_out = outputs.numel()
-        self_in = self._combine_linear(layer, embedded[:n_out], zero[:n_out]) + layer.bias
-        return neighbour_in, self_in
+        if w_self is None:
+            return neighbour_in, layer.bias.expand(n_out, -1)
+        return neighbour_in, embedded[:n_out] @ w_self.T + layer.bias
 
     def _attention(self, user_e):
         """A function of the relations ([q, K]) giving each user's weights ``softmax_k / K``,
