@@ -24,7 +24,6 @@ model's epochs to early stopping at full size need not be those of the subset.
 
 import argparse
 import json
-import os
 import pickle
 import sys
 import tempfile
@@ -32,6 +31,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import describe, memory_gb  # noqa: E402  (benchmarks/machine.py)
 
 MODELS = "KGIN,KGAT,CKE,CFKG,KGCN,BPR,LightGCN,Pop,ItemKNN,EASE"
 
@@ -63,10 +65,10 @@ def measure(name, dataset, device, datasets, tmp):
     load_s = time.perf_counter() - start
     n_items = train_data._dataset.item_num
     need, reason = protocol.trial_memory(name, n_items)
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need is not None and need > available:
+    available = memory_gb()  # GiB
+    if need is not None and available is not None and need / 2**30 > available:
         return {"model": name, "status": f"skipped: needs {need / 2**30:.0f} GiB ({reason}); "
-                                          f"this machine has {available / 2**30:.0f} GiB"}
+                                          f"this machine has {available:.0f} GiB"}
     start = time.perf_counter()
     model = build_model(config, train_data)  # EASE and ItemKNN fit here, in RecBole's __init__
     trainer = build_trainer(config, model)
@@ -132,8 +134,7 @@ def main():
         torch.set_num_threads(args.threads)
     summary = {"dataset": args.dataset, "device": args.device, "models": [],
                "torch": torch.__version__,
-               "device_name": (torch.cuda.get_device_name(0) if args.device == "cuda"
-                               else f"{os.cpu_count()} CPUs")}
+               "machine": describe(args.device)}
     if args.records:  # recompute the estimate of an earlier run's records
         summary = json.loads(Path(args.records).read_text())
     else:
