@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from recbole_kgin.data.kg_variants import VARIANTS as KG_VARIANTS
 from recbole_kgin.errors import UsageError
 
 
@@ -184,6 +185,8 @@ VALUE_RULES = {
     "kg_linked_items_only": (_bool, "True or False"),
     "kg_keep_unlinked_items": (_bool, "True or False"),
     "kg_dedup": (_bool, "True or False"),
+    "kg_variant": (lambda v: v in KG_VARIANTS, "one of " + ", ".join(KG_VARIANTS)),
+    "kg_variant_seed": (_int_or_none, "an integer or ~"),
     "joint_init": (_bool, "True or False"),
     "checkpoint_dir": (lambda v: isinstance(v, str) and v != "", "a directory name"),
     "data_path": (lambda v: isinstance(v, str) and v != "", "a directory name"),
@@ -213,7 +216,7 @@ def check_values(final, sources):
     for key, (check, expected) in VALUE_RULES.items():
         if key in final and final[key] is not None or key in ("epochs", "learning_rate"):
             value = final.get(key)
-            if key == "split_seed" and value is None:
+            if key in ("split_seed", "kg_variant_seed") and value is None:
                 continue
             if not check(value):
                 raise ConfigValueError(f"config key '{key}' = {_describe(value)} (from "

@@ -39,9 +39,10 @@ def build_dataset(config):
     every interaction whose item has no entity in the KG, before the split. Comparisons set it so
     that every model is trained and tested on the same pairs.
     """
-    from recbole_kgin.data.kg_links import install
+    from recbole_kgin.data import kg_links, kg_variant_hook
 
-    install()
+    kg_links.install()
+    kg_variant_hook.install()
     init_seed(split_seed(config), config["reproducibility"])
     if _wants_kg_filter(config):
         return _kg_filtered_dataset(config)
@@ -79,9 +80,16 @@ def split_seed(config):
 
 
 def _wants_kg_filter(config):
+    """RecBole picks the dataset class by model type, so a model that reads the KG but trains in
+    closed form (KGItemKNN, KGEASE: ``ModelType.TRADITIONAL``) gets its knowledge-based dataset
+    here, as does any other model with ``kg_linked_items_only``."""
     from recbole.utils import ModelType
 
-    return bool(config["kg_linked_items_only"]) and config["MODEL_TYPE"] != ModelType.KNOWLEDGE
+    from recbole_kgin.utils import uses_kg
+
+    if config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
+        return False
+    return bool(config["kg_linked_items_only"]) or uses_kg(config["model"])
 
 
 def _kg_filtered_dataset(config):

@@ -24,6 +24,9 @@ MODELS = {
     "RecBoleKGIN": ("recbole_kgin.model.recbole_builtin", "RecBoleKGIN", ("recbole", "KGIN")),
     # RecBole's MCCLK, runnable without torch-scatter (RecBole's MCCLK.yaml and trainer apply)
     "MCCLK": ("recbole_kgin.model.mcclk", "MCCLK", ("recbole", "MCCLK")),
+    # KG-content baselines, closed form (RecBole's TraditionalTrainer: no training epochs)
+    "KGItemKNN": ("recbole_kgin.model.kg_itemknn", "KGItemKNN", ("recbole", "KGItemKNN")),
+    "KGEASE": ("recbole_kgin.model.kg_ease", "KGEASE", ("recbole", "KGEASE")),
 }
 
 
@@ -45,6 +48,14 @@ def get_model(model_name):
             f"unknown model '{model_name}': not one of {sorted(MODELS)} nor a RecBole 1.2.1 model"
         )
     return recbole_get_model(model_name)
+
+
+def uses_kg(model_name):
+    """True for a model that reads the knowledge graph (a RecBole ``KnowledgeRecommender``),
+    whatever its training type: KGItemKNN and KGEASE are knowledge-aware but train in closed form."""
+    from recbole.model.abstract_recommender import KnowledgeRecommender
+
+    return issubclass(get_model(model_name), KnowledgeRecommender)
 
 
 _trainer_cache = {}

@@ -39,6 +39,8 @@ BUDGET_IGNORING = {
 DETERMINISTIC = {
     "ItemKNN": "item-item cosine similarity of the training matrix",
     "EASE": "closed-form ridge regression of the training matrix",
+    "KGItemKNN": "item-item similarity of the items' KG features",
+    "KGEASE": "closed-form ridge regression of the training matrix stacked over KG features",
 }
 
 
@@ -48,6 +50,8 @@ DETERMINISTIC = {
 ITEM_ITEM_MEMORY = {
     "EASE": (32, "RecBole's EASE builds the dense item x item Gram matrix and inverts it in "
                  "float64: about 32 bytes per item pair at its peak"),
+    "KGEASE": (32, "KGEASE builds the dense item x item Gram matrix (interactions + KG features) "
+                   "and inverts it in float64: about 32 bytes per item pair at its peak"),
 }
 
 
