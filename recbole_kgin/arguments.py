@@ -6,9 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
+from recbole_kgin.data.kg_variants import VARIANTS
 from recbole_kgin.errors import UsageError, split_overrides
 
-DEFAULT_COMPARE_MODELS = "KGIN,KGAT,CKE,BPR,LightGCN,Pop,ItemKNN,EASE"
+DEFAULT_COMPARE_MODELS = "KGIN,KGAT,CKE,KGItemKNN,KGEASE,BPR,LightGCN,Pop,ItemKNN,EASE"
 
 
 def _add_ray_options(parser, max_failures):
@@ -71,6 +72,11 @@ def compare_parser():
                         help="run name: outputs go to OUT/RUN (default: the dataset name)")
     parser.add_argument("--force", action="store_true",
                         help="re-run models that already finished in OUT/RUN")
+    parser.add_argument("--kg-variants", default="full",
+                        help="KG controls: comma-separated KG variants among "
+                        f"{', '.join(VARIANTS)}; every knowledge-aware model's selected "
+                        "configuration is retrained on each with the same seeds, split and budget "
+                        "(default full: none)")
     _add_ray_options(parser, max_failures=0)
     return parser
 
@@ -87,10 +93,21 @@ def parse_models(text):
     return names
 
 
+def parse_kg_variants(text):
+    names = [name.strip() for name in text.split(",")]
+    for name in names:
+        if name not in VARIANTS:
+            raise UsageError(f"--kg-variants: unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--kg-variants {text!r}: a variant is listed twice")
+    return names
+
+
 def parse_compare(argv):
     args, rest = compare_parser().parse_known_args(argv)
     args.overrides = _overrides(rest, "compare")
     args.models = parse_models(args.models)
+    args.kg_variants = parse_kg_variants(args.kg_variants)
     args.config_files = args.config_files.split() if args.config_files else []
     for file in args.config_files:
         if not os.path.isfile(file):

@@ -31,10 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from recbole_kgin.arguments import parse_compare, search_options
+from recbole_kgin.data import kg_variant_hook
 from recbole_kgin.errors import UsageError
-from recbole_kgin.experiment import protocol, report, search
+from recbole_kgin.experiment import per_user, protocol, report, search, stats
 from recbole_kgin.experiment.files import read_json, write_atomic, write_json, write_npz
-from recbole_kgin.experiment.runner import build_dataset_blob, read_per_user
+from recbole_kgin.experiment.runner import build_dataset_blob
 
 # Model types whose models rank the full item set through RecBole's full-sort evaluator.
 _RANKING_TYPES = ("GENERAL", "KNOWLEDGE", "TRADITIONAL")
@@ -91,9 +92,9 @@ def check_model_names(names):
 
 
 def _is_knowledge_aware(name):
-    from recbole_kgin.utils import get_model
+    from recbole_kgin.utils import uses_kg
 
-    return get_model(name).type.name == "KNOWLEDGE"
+    return uses_kg(name)
 
 
 def needs_kg_filter(names, overrides, config_files):
@@ -238,17 +239,6 @@ def _environment():
             "python": platform.python_version(), "cpu_count": os.cpu_count()}
 
 
-def memory_request(name, blob):
-    """``{"memory_per_trial": bytes, "memory_reason": text}`` for a model with dense item x item
-    matrices (see :func:`protocol.trial_memory`), else ``{}``."""
-    if name not in protocol.ITEM_ITEM_MEMORY:
-        return {}
-    import pickle
-
-    need, reason = protocol.trial_memory(name, pickle.loads(blob).item_num)
-    return {"memory_per_trial": need, "memory_reason": reason}
-
-
 def select_configuration(name, config, args, budget, model_dir, blob, memory=None):
     """The model's search (``budget.trials`` trials over its space file) or its shipped settings.
     Returns ``(params, trials_run, search_summary)``."""
@@ -311,19 +301,30 @@ def summarise_seeds(name, seed_records, budget, bigger):
     return row
 
 
-def run_model(name, config, args, budget, seeds, run_dir, settings):
-    """Search, seed runs and the row of one model; raises on failure (the caller records it)."""
-    from recbole_kgin.experiment.search import user_layer
+def dataset_facts(blob):
+    """``(items, KG triplets or None)`` of a pickled dataset (triplets as the models see them,
+    inverse relations included)."""
+    import pickle
 
-    model_dir = run_dir / "models" / name
-    start = time.perf_counter()
-    layer = user_layer(config)
-    blob = build_dataset_blob(name, config["dataset"], layer, model_dir / "dataset")
-    memory = memory_request(name, blob)
-    params, trials, search_summary = select_configuration(name, config, args, budget, model_dir,
-                                                           blob, memory)
+    dataset = pickle.loads(blob)
+    kg = getattr(dataset, "kg_feat", None)
+    return dataset.item_num, (None if kg is None else len(kg))
+
+
+def memory_request(name, items):
+    """``{"memory_per_trial": bytes, "memory_reason": text}`` for a model with dense item x item
+    matrices (see :func:`protocol.trial_memory`), else ``{}``."""
+    if name not in protocol.ITEM_ITEM_MEMORY:
+        return {}
+    need, reason = protocol.trial_memory(name, items)
+    return {"memory_per_trial": need, "memory_reason": reason}
+
+
+def final_runs(name, config, args, budget, seeds, model_dir, blob, params, memory, extra=None):
+    """The seed runs of ``params`` on ``blob``; returns the model's row (without its search)."""
     final_settings = search.search_settings(config, None, search_options(args, 1, "fifo"))
     final_settings.update(memory)
+    final_settings["user_layer"].update(extra or {})
     seeds = protocol.model_seeds(name, seeds)
     errors, attempted = search.run_finals(final_settings, params, seeds, model_dir / "final", blob,
                                           per_user_ks=protocol.TABLE_KS)
@@ -336,53 +337,56 @@ def run_model(name, config, args, budget, seeds, run_dir, settings):
     if any(r is None for r in records):
         raise KeyboardInterrupt
     row = summarise_seeds(name, records, budget, bool(config["valid_metric_bigger"]))
-    row.update(trials=trials, params=params, search=search_summary, settings=settings,
-               wall_seconds=time.perf_counter() - start)
     for stale in (model_dir / "dataset").glob("*.pth"):  # rebuilt on demand; can be large
         stale.unlink()
     return row
 
 
+def run_model(name, config, args, budget, seeds, run_dir, settings):
+    """Search, seed runs and the row of one model; raises on failure (the caller records it)."""
+    from recbole_kgin.experiment.search import user_layer
+
+    model_dir = run_dir / "models" / name
+    start = time.perf_counter()
+    blob = build_dataset_blob(name, config["dataset"], user_layer(config), model_dir / "dataset")
+    items, triplets = dataset_facts(blob)
+    memory = memory_request(name, items)
+    params, trials, search_summary = select_configuration(name, config, args, budget, model_dir,
+                                                           blob, memory)
+    row = final_runs(name, config, args, budget, seeds, model_dir, blob, params, memory)
+    reads_kg = _is_knowledge_aware(name)
+    row.update(trials=trials, params=params, search=search_summary, settings=settings,
+               kg_variant="full" if reads_kg else None, kg_triplets=triplets if reads_kg else None,
+               wall_seconds=time.perf_counter() - start)
+    return row
+
+
+def run_variant(name, variant, config, args, budget, seeds, run_dir, settings, base_row):
+    """The configuration selected for ``name`` on the full KG, retrained with the same seeds,
+    split and budget on KG variant ``variant``: the row ``name@variant``."""
+    from recbole_kgin.experiment.search import user_layer
+
+    model_dir = run_dir / "models" / variant_name(name, variant)
+    start = time.perf_counter()
+    extra = {"kg_variant": variant}
+    blob = build_dataset_blob(name, config["dataset"], {**user_layer(config), **extra},
+                              model_dir / "dataset")
+    items, triplets = dataset_facts(blob)
+    params = base_row.get("params") or {}
+    row = final_runs(name, config, args, budget, seeds, model_dir, blob, params,
+                     memory_request(name, items), extra)
+    row.update(model=variant_name(name, variant), base_model=name, kg_variant=variant,
+               kg_triplets=triplets, trials=0, params=params, settings=settings,
+               wall_seconds=time.perf_counter() - start)
+    return row
+
+
+def variant_name(name, variant):
+    return f"{name}@{variant}"
+
+
 # ---------------------------------------------------------------------------------------------
 # the table
-
-
-def per_user_table(run_dir, rows, seeds):
-    """``per_user/<Model>.npz`` (users, per-seed and seed-mean per-user metrics) for every finished
-    model; returns ``{model: {column: {user: seed-mean value}}}``."""
-    means = {}
-    for row in rows:
-        if row["status"] != "ok":
-            continue
-        runs = [read_per_user(run_dir / "models" / row["model"] / "final", s)
-                for s in protocol.model_seeds(row["model"], seeds)]
-        columns = [c for c in runs[0] if c != "users"]
-        arrays = {}
-        means[row["model"]] = {}
-        for column in columns:
-            mean = protocol.mean_per_user(runs, column)
-            means[row["model"]][column] = mean
-            users = sorted(mean)
-            arrays["users"] = np.array(users)
-            arrays[f"{column}_mean"] = np.array([mean[u] for u in users])
-        write_npz(run_dir / "per_user" / f"{row['model']}.npz", arrays)
-    return means
-
-
-def add_significance(rows, means):
-    reference = protocol.reference_model(rows)
-    for row in rows:
-        row["significance_reference"] = reference
-        for column in protocol.SIGNIFICANCE_METRICS:
-            key = "p_value" if column == "recall@20" else f"p_value_{column}"
-            row[key] = None
-            if row["status"] != "ok" or row["model"] == reference or reference is None:
-                continue
-            if column not in means[row["model"]] or column not in means[reference]:
-                continue
-            row[key], row["n_users_tested"] = protocol.paired_test(
-                means[reference][column], means[row["model"]][column])
-    return reference
 
 
 def split_check(rows):
@@ -397,19 +401,27 @@ def split_check(rows):
 
 
 def write_outputs(run_dir, summary, rows, seeds, decimals):
-    means = per_user_table(run_dir, rows, seeds)
+    means = per_user.write_tables(run_dir, rows, seeds)
     summary = dict(summary)
-    summary["significance_reference"] = add_significance(rows, means)
+    summary["significance_reference"] = stats.add_significance(rows, means)
+    stats.add_variant_deltas(rows, means)
+    group_table = stats.group_rows(rows, means, summary["significance_reference"])
+    summary["cold_test_share"] = stats.cold_share(means)
     summary["split_check"] = split_check(rows)
     summary["models"] = rows
+    summary["groups"] = group_table
     write_json(run_dir / "results.json", summary)
     write_atomic(run_dir / "table.md", report.render_markdown(summary, rows, decimals))
     write_atomic(run_dir / "table.csv", report.render_csv(rows))
+    write_atomic(run_dir / "groups.csv", report.render_groups_csv(group_table))
+    if any(r.get("base_model") for r in rows):
+        write_atomic(run_dir / "kg_controls.png", report.render_deltas(
+            rows, "recall@20", f"{summary['dataset']}: test Recall@20, KG variant minus full KG"))
     metric = summary["valid_metric"]
     write_atomic(run_dir / "curves.png", report.render_curves(
         rows, metric, f"{summary['dataset']}: validation {metric} per epoch (first seed)"))
     write_atomic(run_dir / "bars.png", report.render_bars(
-        rows, "recall@20", summary["significance_reference"],
+        [r for r in rows if not r.get("base_model")], "recall@20", summary["significance_reference"],
         f"{summary['dataset']}: test Recall@20"))
     return summary
 
@@ -469,9 +481,18 @@ def main(argv=None):
         "search": search_options(args, budget.trials, args.scheduler),
         "test_selected": _test_selected(first), "environment": _environment(),
     }
+    from recbole_kgin.utils import uses_kg
+
+    variants = [v for v in args.kg_variants if v != "full"]
+    jobs = [(name, None) for name in names]
+    jobs += [(variant_name(n, v), (n, v)) for v in variants for n in names if uses_kg(n)]
+    if variants:
+        summary["kg_variants"] = {"variants": ["full", *variants],
+                                  "models": [n for n in names if uses_kg(n)],
+                                  "seed": kg_variant_hook.variant_seed(first)}
     run_dir.mkdir(parents=True, exist_ok=True)
     rows, failed_before = {}, set()
-    for name in names:
+    for name, _ in jobs:
         previous = read_json(run_dir / "models" / f"{name}.json")
         if not args.force and previous and previous.get("status") == "ok":
             rows[name] = previous
@@ -484,16 +505,27 @@ def main(argv=None):
         why = ("interrupted before it finished" if interrupted else
                "not finished (still to run, or the command was killed)")
         return [rows.get(n) or {"model": n, "status": "not run",
-                                "error": f"{why}; re-run the command to continue"} for n in names]
+                                "error": f"{why}; re-run the command to continue",
+                                **({"base_model": v[0], "kg_variant": v[1]} if v else {})}
+                for n, v in jobs]
 
-    print(f"compare on {args.dataset}: {', '.join(names)} -> {run_dir}", flush=True)
+    def run_job(name, variant):
+        if variant is None:
+            return run_model(name, configs[name], args, budget, seeds, run_dir, settings)
+        base, kind = variant
+        if (rows.get(base) or {}).get("status") != "ok":
+            raise RuntimeError(f"{base} has no finished full-KG row to retrain on variant {kind}")
+        return run_variant(base, kind, configs[base], args, budget, seeds, run_dir, settings,
+                           rows[base])
+
+    print(f"compare on {args.dataset}: {', '.join(n for n, _ in jobs)} -> {run_dir}", flush=True)
     write_outputs(run_dir, summary, ordered(), seeds, decimals)
     print(f"budget: {budget.as_dict()}", flush=True)
     start = time.perf_counter()
     started = search.start_ray(args.address)
     try:
-        for index, name in enumerate(names, 1):
-            prefix = f"[{index}/{len(names)}] {name}"
+        for index, (name, variant) in enumerate(jobs, 1):
+            prefix = f"[{index}/{len(jobs)}] {name}"
             if name in rows:
                 print(f"{prefix}: finished before, kept (--force re-runs it)", flush=True)
                 continue
@@ -504,14 +536,15 @@ def main(argv=None):
                 shutil.rmtree(run_dir / "models" / name, ignore_errors=True)
             print(f"{prefix}: {'failed before, ' if failed else ''}running ...", flush=True)
             try:
-                row = run_model(name, configs[name], args, budget, seeds, run_dir, settings)
+                row = run_job(name, variant)
             except (KeyboardInterrupt, UsageError):
                 raise
             except Exception as err:  # recorded; the other models go on
                 from recbole_kgin.experiment.search import short_error
 
                 row = {"model": name, "status": "failed", "error": short_error(err) or repr(err),
-                       "settings": settings}
+                       "settings": settings,
+                       **({"base_model": variant[0], "kg_variant": variant[1]} if variant else {})}
             write_json(run_dir / "models" / f"{name}.json", row)
             rows[name] = row
             if row["status"] == "ok":
@@ -536,12 +569,12 @@ def main(argv=None):
     print(report.text_table(final["models"], decimals))
     if final["split_check"]["same_split"] is False:
         print(f"WARNING: models saw different splits: {', '.join(final['split_check']['differs'])}")
-    print(f"\nwritten: {run_dir / 'table.md'}, table.csv, results.json, curves.png, bars.png, "
-          "per_user/")
+    print(f"\nwritten: {run_dir / 'table.md'}, table.csv, groups.csv, results.json, curves.png, "
+          f"bars.png, per_user/, topk/{', kg_controls.png' if variants else ''}")
     return 0 if all(r["status"] == "ok" for r in final["models"]) else 1
 
 
 def _test_selected(config):
     """True when the dataset was converted with ``--valid paper`` (validation = test)."""
-    stats = read_json(Path(config["data_path"]) / config["dataset"] / "stats.json")
-    return bool(stats and stats.get("test_selected"))
+    facts = read_json(Path(config["data_path"]) / config["dataset"] / "stats.json")
+    return bool(facts and facts.get("test_selected"))

@@ -131,9 +131,11 @@ def count_parameters(model):
 
 
 def fit_and_test(config, model, trainer, train_data, valid_data, test_data, saved=True,
-                 show_progress=None, evaluate_test=True):
+                 show_progress=None, evaluate_test=True, keep_ranked_items=False):
     """Train with early stopping on validation, then (optionally) evaluate the selected model on
-    test once. Returns a plain dict (JSON-serialisable)."""
+    test once. Returns a plain dict (JSON-serialisable). ``keep_ranked_items``: the test evaluation
+    also keeps every user's top-``max(topk)`` item ids (RecBole's ``rec.items``, in the evaluator's
+    last data; validation does not pay for it)."""
     if show_progress is None:
         show_progress = bool(config["show_progress"])
     check_topk(config, train_data._dataset)
@@ -144,6 +146,8 @@ def fit_and_test(config, model, trainer, train_data, valid_data, test_data, save
     train_seconds = time.perf_counter() - start
     test_result = None
     if evaluate_test:
+        if keep_ranked_items:
+            setattr(trainer.eval_collector.register, "rec.items", True)
         test_result = trainer.evaluate(
             test_data, load_best_model=saved, show_progress=show_progress
         )

@@ -154,21 +154,6 @@ def mean_per_user(per_user_runs, column):
     return {u: sums[u] / counts[u] for u in sums}
 
 
-def paired_test(reference, other):
-    """Two-sided Wilcoxon signed-rank test of ``other`` against ``reference`` (``{user: value}``)
-    over the users both have. Returns ``(p_value, n_users)``; p = 1.0 when every difference is 0."""
-    from scipy.stats import wilcoxon
-
-    users = sorted(set(reference) & set(other))
-    if not users:
-        return None, 0
-    a = np.array([reference[u] for u in users])
-    b = np.array([other[u] for u in users])
-    if np.all(a == b):
-        return 1.0, len(users)
-    return float(wilcoxon(a, b, zero_method="wilcox", alternative="two-sided").pvalue), len(users)
-
-
 def reference_model(rows, preferred="KGIN"):
     """KGIN when it finished, else the model with the best mean test Recall@20."""
     ok = [r for r in rows if r.get("status") == "ok"]

@@ -105,9 +105,11 @@ def text_table(rows, decimals):
     return "\n".join([fmt(header), rule, *[fmt(c) for c in cells[1:]]])
 
 
-CSV_FIELDS_HEAD = ["model", "status", "trials", "seeds", "epochs_run", "best_epoch", "converged"]
+CSV_FIELDS_HEAD = ["model", "status", "kg_variant", "trials", "seeds", "epochs_run", "best_epoch",
+                   "converged"]
 CSV_FIELDS_TAIL = ["p_value", "p_value_ndcg@20", "significance_reference", "n_users_tested",
-                   "seconds_per_epoch", "total_seconds", "n_params", "error"]
+                   "delta_recall@20", "p_value_vs_full", "kg_triplets", "seconds_per_epoch",
+                   "total_seconds", "n_params", "error"]
 
 
 def csv_fields():
@@ -132,7 +134,7 @@ def render_csv(rows):
             out[field] = "" if value is None else value
         if row["status"] != "ok":
             for field in csv_fields():
-                if "@" in field:
+                if "@" in field and field != "model":
                     out[field] = ""
         writer.writerow(out)
     return buffer.getvalue()
@@ -183,11 +185,12 @@ def budget_lines(summary):
 
 def render_markdown(summary, rows, decimals):
     lines = [f"# {summary['dataset']}: comparison ({summary['run']})", ""]
-    lines.append("Test set, full ranking over all items each user did not interact with in "
-                 f"training; models selected on validation {summary['valid_metric']}, test "
+    lines.append("Test set, full ranking over all items except those the user interacted with in "
+                 f"training or validation; models selected on validation {summary['valid_metric']}, test "
                  "evaluated once per seed run. Best in bold, second underlined.")
     lines.append("")
-    lines.append(markdown_table(rows, (HEADLINE_K,), decimals))
+    main_rows = [r for r in rows if not r.get("base_model")]
+    lines.append(markdown_table(main_rows, (HEADLINE_K,), decimals))
     lines.append("")
     lines += budget_lines(summary)
     check = summary.get("split_check") or {}
@@ -209,8 +212,135 @@ def render_markdown(summary, rows, decimals):
     if summary.get("wall_seconds") is not None:
         lines.append(f"- wall time of this command: {summary['wall_seconds']:.0f} s")
     lines.append(f"- command: `{summary['command']}`")
+    lines += kg_control_lines(summary, rows, decimals)
+    lines += group_lines(summary, decimals)
     lines += ["", "All cut-offs:", "", markdown_table(rows, TABLE_KS, decimals), ""]
     return "\n".join(lines) + "\n"
+
+
+def kg_control_lines(summary, rows, decimals):
+    """The KG-controls table: every variant row beside its model's full-KG row."""
+    from recbole_kgin.data.kg_variants import DESCRIPTIONS
+
+    controls = summary.get("kg_variants")
+    if not controls:
+        return []
+    lines = ["", "KG controls: each knowledge-aware model's configuration selected on the full KG, "
+             "retrained with the same seeds, split and budget on a transformed KG (only the "
+             f"triplets change; transform seed {controls['seed']}).", "",
+             "| model | KG | triplets | Recall@20 | Δ Recall@20 vs full | p vs full | status |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for base in controls["models"]:
+        for row in rows:
+            if row["model"] != base and row.get("base_model") != base:
+                continue
+            ok = row["status"] == "ok"
+            delta = row.get("delta_recall@20")
+            cells = [row["model"], row.get("kg_variant") or "full",
+                     "-" if row.get("kg_triplets") is None else f"{row['kg_triplets']:,}",
+                     _num(row.get("recall@20") if ok else None, decimals)
+                     + (f" ± {row['recall@20_std']:.{decimals}f}" if ok and row.get("seeds", 1) > 1
+                        else ""),
+                     "-" if delta is None else f"{delta:+.{decimals}f}",
+                     _p(row.get("p_value_vs_full")), status_text(row)]
+            lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    lines.append("")
+    lines += [f"- {name}: {DESCRIPTIONS[name]}" for name in controls["variants"]]
+    lines.append("- p vs full: Wilcoxon signed-rank, paired over test users, of the variant's "
+                 "per-user Recall@20 (seed means) against the same model's full-KG row.")
+    return lines
+
+
+GROUP_TEXT = {
+    "cold": "test pairs whose item never occurs in training",
+    "warm": "test pairs whose item occurs in training",
+    "head": "test pairs whose item is among the 20 % most frequent in training",
+    "tail": "the other test pairs",
+}
+
+
+def group_lines(summary, decimals):
+    """The groups table: Recall@20 of every model per group (users, pairs in the header)."""
+    table = summary.get("groups") or []
+    if not table:
+        return []
+    models = list(dict.fromkeys(g["model"] for g in table))
+    names = list(dict.fromkeys(g["group"] for g in table))
+    cell = {(g["model"], g["group"]): g for g in table}
+    first = {n: next(g for g in table if g["group"] == n) for n in names}
+    header = ["model", *[f"{n} ({first[n]['users']} users, {first[n]['pairs']} pairs)"
+                         for n in names]]
+    lines = ["", f"Groups, Recall@20 (pair groups: hits among the user's pairs of that kind; "
+             f"activity quartiles: users by training interactions; p against "
+             f"{table[0]['reference']}, Wilcoxon over the group's users, in groups.csv):", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(names)) + "|"]
+    for model in models:
+        values = []
+        for n in names:
+            g = cell.get((model, n))
+            values.append("-" if g is None or g["recall@20"] is None
+                          else f"{g['recall@20']:.{decimals}f}")
+        lines.append("| " + " | ".join([model, *values]) + " |")
+    share = summary.get("cold_test_share")
+    lines.append("")
+    if share is not None:
+        lines.append(f"- cold test pairs: {100 * share:.1f} % of all test pairs; a model that "
+                     "scores only items seen in training gets 0 on them.")
+    lines += [f"- {n}: {GROUP_TEXT[n]}" for n in names if n in GROUP_TEXT]
+    return lines
+
+
+GROUP_FIELDS = ["model", "group", "users", "pairs", "recall@20", "ndcg@20", "p_value", "reference"]
+
+
+def render_groups_csv(table):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=GROUP_FIELDS, lineterminator="\n",
+                            extrasaction="ignore")
+    writer.writeheader()
+    for row in table:
+        writer.writerow({k: ("" if row.get(k) is None else
+                             repr(row[k]) if isinstance(row[k], float) else row[k])
+                         for k in GROUP_FIELDS})
+    return buffer.getvalue()
+
+
+def render_deltas(rows, column, title):
+    """PNG bytes: the change of ``column`` from the full KG to every variant, per model."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    variants = [r for r in rows if r.get("base_model") and r["status"] == "ok"
+                and r.get(f"delta_{column}") is not None]
+    models = list(dict.fromkeys(r["base_model"] for r in variants))
+    kinds = list(dict.fromkeys(r["kg_variant"] for r in variants))
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(models) * max(1, len(kinds)) / 2 + 2), 4.5))
+    width = 0.8 / max(1, len(kinds))
+    for j, kind in enumerate(kinds):
+        values = {r["base_model"]: r for r in variants if r["kg_variant"] == kind}
+        xs = [i + j * width for i, m in enumerate(models) if m in values]
+        ys = [values[m][f"delta_{column}"] for m in models if m in values]
+        ax.bar(xs, ys, width=width, label=kind)
+        for x, m in zip(xs, [m for m in models if m in values]):
+            p = values[m].get("p_value_vs_full")
+            mark = "" if p is None else "**" if p < 0.01 else "*" if p < 0.05 else "n.s."
+            y = values[m][f"delta_{column}"]
+            ax.annotate(mark, (x, y), ha="center", va="bottom" if y >= 0 else "top", fontsize=7)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks([i + width * (len(kinds) - 1) / 2 for i in range(len(models))])
+    ax.set_xticklabels(models, rotation=30, ha="right")
+    ax.set_ylabel(f"Δ test {label(column)} (variant − full KG)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    if kinds:
+        ax.legend(fontsize=8)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def render_curves(rows, valid_metric, title):

@@ -12,6 +12,7 @@ import numpy as np
 
 PER_USER_METRICS = ("recall", "ndcg")
 METRIC = "valid_score"  # what search trials report and Ray optimises (the configured valid_metric)
+RANKED = "ranked"  # key of the ranked lists inside a final run's per-user result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,7 +53,8 @@ def split_dataset(config, dataset_blob):
 def per_user_metrics(config, trainer, test_data, ks):
     """Per-user Recall@K / NDCG@K of the last evaluation of ``test_data``, computed by RecBole's own
     metric classes from the top-K hits the evaluator saw. Returns ``{"users": tokens,
-    "recall@20": array, ...}``, users in the evaluation order."""
+    "recall@20": array, ...}``, users in the evaluation order, with the group columns of
+    :func:`ranked_lists` when the evaluation kept its ranked items."""
     from recbole.evaluator.metrics import NDCG, Recall
 
     struct = trainer.evaluator.last_struct
@@ -72,6 +74,38 @@ def per_user_metrics(config, trainer, test_data, ks):
     if len(out["users"]) != len(out[f"recall@{ks[0]}"]):
         raise RuntimeError("per-user metrics do not line up with the test users")
     return out
+
+
+def ranked_lists(trainer, train_data, test_data):
+    """What the test evaluation ranked, with what groups and recomputations need, from RecBole's
+    ``rec.items`` (see ``keep_ranked_items`` of :func:`~recbole_kgin.quick_start.fit_and_test`):
+    ``(per_user_columns, lists)``. ``per_user_columns``: ``train_count``, ``test_count`` and the
+    pair-group columns of :func:`recbole_kgin.experiment.groups.per_user_group_arrays`.
+    ``lists``: ``users`` (tokens), ``topk`` (``[users, max(topk)]`` int32 ids into
+    ``item_tokens``), ``test_items`` / ``test_offsets`` (each user's test item ids, concatenated)
+    and ``item_train_count`` (training interactions of every item id)."""
+    from recbole_kgin.experiment.groups import per_user_group_arrays
+
+    struct = trainer.evaluator.last_struct
+    topk = struct.get("rec.items").numpy().astype(np.int32)
+    dataset = test_data._dataset
+    train = train_data._dataset
+    uids = np.asarray(test_data.uid_list)
+    positives = [test_data.uid2positive_item[u].numpy() for u in uids]
+    item_counts = np.bincount(train.inter_feat[train.iid_field].numpy(), minlength=dataset.item_num)
+    user_counts = np.bincount(train.inter_feat[train.uid_field].numpy(), minlength=dataset.user_num)
+    columns = {"train_count": user_counts[uids], "test_count": np.array([len(p) for p in positives]),
+               **per_user_group_arrays(topk, positives, item_counts)}
+    lists = {
+        "users": np.asarray(dataset.id2token(dataset.uid_field, uids)).astype(str),
+        "topk": topk,
+        "item_tokens": np.asarray(dataset.field2id_token[dataset.iid_field]).astype(str),
+        "test_items": np.concatenate(positives).astype(np.int32) if positives else
+        np.zeros(0, np.int32),
+        "test_offsets": np.concatenate([[0], np.cumsum([len(p) for p in positives])]),
+        "item_train_count": item_counts,
+    }
+    return columns, lists
 
 
 def _pairs_digest(data_loader):
@@ -164,29 +198,50 @@ def run_configuration(run_config, dataset_blob, *, evaluate_test, on_validation=
     trainer.epoch_callback = on_validation
     result = fit_and_test(run_config, model, trainer, train_data, valid_data,
                           test_data if evaluate_test else None, saved=evaluate_test,
-                          show_progress=False, evaluate_test=evaluate_test)
+                          show_progress=False, evaluate_test=evaluate_test,
+                          keep_ranked_items=evaluate_test)
     result["backend"] = {k: getattr(model, a) for k, a in
                          (("scatter", "scatter_backend"), ("graph", "graph_backend"))
                          if hasattr(model, a)}
     per_user = None
     if evaluate_test:
         per_user = per_user_metrics(run_config, trainer, test_data, per_user_ks)
+        columns, lists = ranked_lists(trainer, train_data, test_data)
+        if list(lists["users"]) != list(per_user["users"]):
+            raise RuntimeError("ranked lists do not line up with the test users")
+        per_user.update(columns)
+        per_user[RANKED] = lists
     return result, per_user, split
 
 
 def write_final(folder, seed, record, per_user):
-    """``seed-<seed>.json`` (the run's record) and ``seed-<seed>.npz`` (per-user test metrics),
-    each written atomically; the JSON last, so its presence means the run is complete."""
+    """``seed-<seed>.json`` (the run's record), ``seed-<seed>.npz`` (per-user test metrics) and
+    ``seed-<seed>.ranked.npz`` (the ranked lists, :func:`ranked_lists`), each written atomically;
+    the JSON last, so its presence means the run is complete."""
     from recbole_kgin.experiment.files import write_json, write_npz
 
     folder = Path(folder)
+    per_user = dict(per_user)
+    lists = per_user.pop(RANKED, None)
+    if lists is not None:
+        write_npz(folder / f"seed-{seed}.ranked.npz", lists)
     write_npz(folder / f"seed-{seed}.npz", per_user)
     write_json(folder / f"seed-{seed}.json", record)
 
 
-def read_per_user(folder, seed):
-    with np.load(Path(folder) / f"seed-{seed}.npz", allow_pickle=False) as data:
+def _read_npz(path):
+    with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
+
+def read_per_user(folder, seed):
+    return _read_npz(Path(folder) / f"seed-{seed}.npz")
+
+
+def read_ranked(folder, seed):
+    """The ranked lists of a final run, or None for a run made before they were kept."""
+    path = Path(folder) / f"seed-{seed}.ranked.npz"
+    return _read_npz(path) if path.is_file() else None
 
 
 # Key of a trial's configuration when a search runs a given list of configurations (a grid over
