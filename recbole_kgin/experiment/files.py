@@ -14,14 +14,15 @@ def write_atomic(path, data):
     atomic_write(path, lambda handle: handle.write(payload))
 
 
-def write_npz(path, arrays):
-    """``np.savez`` of ``arrays`` (no pickled objects), written atomically."""
+def write_npz(path, arrays, compressed=False):
+    """``np.savez`` (``np.savez_compressed``) of ``arrays`` (no pickled objects), written
+    atomically."""
     import io
 
     import numpy as np
 
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
     write_atomic(path, buffer.getvalue())
 
 

@@ -26,23 +26,27 @@ def seed_means(final_dir, seeds):
 
 
 def ranked_table(final_dir, seeds, keep=TOPK_SAVED):
-    """``topk/<Model>.npz`` content: ``users`` (tokens, in the evaluation's user order), one
-    ``seed_<s>`` array of the top ``keep`` item tokens per user for every seed run, and the test
-    pairs and training counts to recompute any metric or group without retraining
-    (``test_items`` / ``test_offsets`` as item tokens, ``item_tokens`` / ``item_train_count``).
-    None when the runs kept no ranked lists."""
+    """``topk/<Model>.npz`` content: ``users`` (tokens, in the evaluation's user order),
+    ``item_tokens`` (the item catalogue) and one ``seed_<s>`` array per seed run of every user's
+    top ``keep`` items as positions in ``item_tokens`` (int32, best first); with the test pairs
+    (``test_items``, positions, user ``u``'s at ``test_offsets[u]:test_offsets[u + 1]``) and each
+    item's training count (``item_train_count``), any metric or group can be recomputed without
+    retraining. None when the runs kept no ranked lists."""
     lists = [read_ranked(final_dir, s) for s in seeds]
     if any(x is None for x in lists):
         return None
     first = lists[0]
     tokens = first["item_tokens"]
+    # RecBole's id 0 is its padding item, never ranked: position = id - 1
     out = {"users": first["users"], "item_tokens": tokens[1:],
            "item_train_count": first["item_train_count"][1:],
-           "test_items": tokens[first["test_items"]], "test_offsets": first["test_offsets"]}
+           "test_items": (first["test_items"] - 1).astype(np.int32),
+           "test_offsets": first["test_offsets"]}
     for seed, ranked in zip(seeds, lists):
-        if list(ranked["users"]) != list(first["users"]):
-            raise RuntimeError("seed runs ranked different users")
-        out[f"seed_{seed}"] = ranked["item_tokens"][ranked["topk"][:, :keep]]
+        if list(ranked["users"]) != list(first["users"]) or \
+                list(ranked["item_tokens"]) != list(tokens):
+            raise RuntimeError("seed runs ranked different users or items")
+        out[f"seed_{seed}"] = (ranked["topk"][:, :keep] - 1).astype(np.int32)
     return out
 
 
@@ -61,7 +65,7 @@ def write_tables(run_dir, rows, seeds):
                    **{f"{c}_mean": v for c, v in means[name].items() if c != "users"}})
         ranked = ranked_table(final_dir, runs)
         if ranked is not None:
-            write_npz(run_dir / "topk" / f"{name}.npz", ranked)
+            write_npz(run_dir / "topk" / f"{name}.npz", ranked, compressed=True)
     return means
 
 

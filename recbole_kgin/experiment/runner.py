@@ -224,7 +224,7 @@ def write_final(folder, seed, record, per_user):
     per_user = dict(per_user)
     lists = per_user.pop(RANKED, None)
     if lists is not None:
-        write_npz(folder / f"seed-{seed}.ranked.npz", lists)
+        write_npz(folder / f"seed-{seed}.ranked.npz", lists, compressed=True)
     write_npz(folder / f"seed-{seed}.npz", per_user)
     write_json(folder / f"seed-{seed}.json", record)
 
