@@ -12,7 +12,7 @@ import yaml
 
 from recbole_kgin import cli, compare, quick_start
 from recbole_kgin.errors import UsageError
-from recbole_kgin.experiment import files, protocol, report
+from recbole_kgin.experiment import files, protocol, report, stats
 from recbole_kgin.experiment.runner import split_fingerprint, trial_params
 from synthetic import tiny_config, write_kg_dataset
 
@@ -311,10 +311,10 @@ def test_paired_test_equals_scipy_on_a_crafted_case():
     ref = {f"u{i}": v for i, v in enumerate([0.5, 0.2, 0.9, 0.4, 0.7, 0.3, 0.8, 0.6])}
     other = {f"u{i}": v for i, v in enumerate([0.4, 0.25, 0.5, 0.1, 0.65, 0.05, 0.3, 0.55])}
     other["extra"] = 1.0  # users only one model has are left out
-    p, n = protocol.paired_test(ref, other)
+    p, n = stats.paired_test(ref, other)
     assert n == 8
     assert p == pytest.approx(wilcoxon(list(ref.values()), [other[u] for u in ref]).pvalue)
-    assert protocol.paired_test(ref, dict(ref)) == (1.0, 8)
+    assert stats.paired_test(ref, dict(ref)) == (1.0, 8)
 
 
 def test_mean_std_aggregation():

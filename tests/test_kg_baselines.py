@@ -98,7 +98,7 @@ def test_kg_itemknn_equals_dense_reference(data_root, options):
     reference = dense_knn_scores(dataset, features, options["k"], options["shrink"], alpha)
     np.testing.assert_allclose(_all_scores(model, dataset), reference, rtol=1e-5, atol=1e-6)
     assert reference[1:, 1:].any()  # the case is not trivially zero
-    columns = model.w.tocsc()
+    columns = model.item_similarity.tocsc()
     assert max(np.diff(columns.indptr)) <= options["k"]  # at most k neighbours per item, sparse
 
 

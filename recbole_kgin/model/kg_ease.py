@@ -20,13 +20,8 @@ for (``protocol.ITEM_ITEM_MEMORY``). No training epochs, no randomness.
 """
 
 import numpy as np
-import torch
 
-from recbole.model.abstract_recommender import KnowledgeRecommender
-from recbole.utils import InputType, ModelType
-
-from recbole_kgin.model.kg_features import dataset_features
-from recbole_kgin.model.kg_itemknn import kg_options
+from recbole_kgin.model.kg_content import KGContentRecommender
 
 
 def kg_ease_weights(interactions, features, reg_weight, kg_weight):
@@ -48,37 +43,9 @@ def kg_ease_weights(interactions, features, reg_weight, kg_weight):
     return weights
 
 
-class KGEASE(KnowledgeRecommender):
+class KGEASE(KGContentRecommender):
     """Collective EASE over interactions and KG entities (module docstring)."""
 
-    input_type = InputType.POINTWISE
-    type = ModelType.TRADITIONAL
-
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        hops, relations, weighting = kg_options(config)
-        features = dataset_features(dataset, hops, relations, weighting)
-        self.interaction_matrix = dataset.inter_matrix(form="csr").astype(np.float64)
-        self.item_similarity = kg_ease_weights(self.interaction_matrix, features,
-                                               float(config["reg_weight"]),
-                                               float(config["kg_weight"]))
-        self.fake_loss = torch.nn.Parameter(torch.zeros(1))  # RecBole's trainer needs a parameter
-        self.other_parameter_name = ["interaction_matrix", "item_similarity"]
-
-    def forward(self):
-        pass
-
-    def calculate_loss(self, interaction):
-        return torch.nn.Parameter(torch.zeros(1))
-
-    def predict(self, interaction):
-        users = interaction[self.USER_ID].cpu().numpy()
-        items = interaction[self.ITEM_ID].cpu().numpy()
-        rows = self.interaction_matrix[users]
-        scores = np.asarray(rows.multiply(self.item_similarity[:, items].T).sum(axis=1)).ravel()
-        return torch.from_numpy(scores.astype(np.float32)).to(self.device)
-
-    def full_sort_predict(self, interaction):
-        users = interaction[self.USER_ID].cpu().numpy()
-        scores = self.interaction_matrix[users] @ self.item_similarity
-        return torch.from_numpy(np.asarray(scores, dtype=np.float32).ravel()).to(self.device)
+    def item_weights(self, config, interactions, features):
+        return kg_ease_weights(interactions, features, float(config["reg_weight"]),
+                               float(config["kg_weight"]))

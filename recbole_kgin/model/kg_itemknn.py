@@ -23,32 +23,12 @@ epochs (``ModelType.TRADITIONAL``), no randomness: every seed gives the same sco
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from recbole.model.abstract_recommender import KnowledgeRecommender
-from recbole.utils import InputType, ModelType
-
-from recbole_kgin.model.kg_features import dataset_features
+from recbole_kgin.model.kg_content import KGContentRecommender
+from recbole_kgin.model.options import option
 
 SIMILARITIES = ("cosine", "asymmetric")
 _BLOCK = 512  # target items per similarity block
-
-
-def _option(config, key, default):
-    return config[key] if key in config and config[key] is not None else default
-
-
-def kg_options(config):
-    """``(hops, relation names or None, weighting)`` from ``kg_hops``, ``kg_relations`` and
-    ``kg_weighting``, checked."""
-    hops = int(_option(config, "kg_hops", 1))
-    if hops < 1:
-        raise ValueError(f"config key 'kg_hops' = {hops}: expected an integer >= 1")
-    relations = _option(config, "kg_relations", None)
-    if isinstance(relations, str):
-        relations = [relations]
-    weighting = str(_option(config, "kg_weighting", "none")).lower()
-    return hops, (list(relations) if relations else None), weighting
 
 
 def top_k_columns(block, k, offset):
@@ -106,39 +86,10 @@ def knn_similarity(features, k, shrink=0.0, similarity="cosine", alpha=0.5, bloc
                          shape=(n_items, n_items))
 
 
-class KGItemKNN(KnowledgeRecommender):
+class KGItemKNN(KGContentRecommender):
     """Item-based k-nearest neighbours over KG features (module docstring)."""
 
-    input_type = InputType.POINTWISE
-    type = ModelType.TRADITIONAL
-
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        hops, relations, weighting = kg_options(config)
-        features = dataset_features(dataset, hops, relations, weighting)
-        self.interaction_matrix = dataset.inter_matrix(form="csr").astype(np.float64)
-        self.w = knn_similarity(features, int(config["k"]), float(_option(config, "shrink", 0.0)),
-                                str(_option(config, "similarity", "cosine")).lower(),
-                                float(_option(config, "alpha", 0.5)))
-        self.fake_loss = torch.nn.Parameter(torch.zeros(1))  # RecBole's trainer needs a parameter
-        self.other_parameter_name = ["interaction_matrix", "w"]
-
-    def forward(self):
-        pass
-
-    def calculate_loss(self, interaction):
-        return torch.nn.Parameter(torch.zeros(1))
-
-    def _scores(self, users):
-        return (self.interaction_matrix[users] @ self.w).toarray()
-
-    def predict(self, interaction):
-        users = interaction[self.USER_ID].cpu().numpy()
-        items = interaction[self.ITEM_ID].cpu().numpy()
-        scores = np.asarray(self.interaction_matrix[users].multiply(self.w[:, items].T.tocsr())
-                            .sum(axis=1)).ravel()
-        return torch.from_numpy(scores.astype(np.float32)).to(self.device)
-
-    def full_sort_predict(self, interaction):
-        users = interaction[self.USER_ID].cpu().numpy()
-        return torch.from_numpy(self._scores(users).astype(np.float32).ravel()).to(self.device)
+    def item_weights(self, config, interactions, features):
+        return knn_similarity(features, int(config["k"]), float(option(config, "shrink", 0.0)),
+                              str(option(config, "similarity", "cosine")).lower(),
+                              float(option(config, "alpha", 0.5)))

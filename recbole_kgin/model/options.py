@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Reading the models' own on/off configuration keys."""
+"""Reading the models' own configuration keys."""
 
 
 def checked_bool(key, value, default):
@@ -15,3 +15,8 @@ def checked_bool(key, value, default):
 def bool_option(config, key, default=True):
     """``config[key]`` as a bool (:func:`checked_bool`)."""
     return checked_bool(key, config[key], default)
+
+
+def option(config, key, default):
+    """``config[key]``, or ``default`` when the key is missing or None."""
+    return config[key] if key in config and config[key] is not None else default
