@@ -77,6 +77,11 @@ def compare_parser():
                         f"{', '.join(VARIANTS)}; every knowledge-aware model's selected "
                         "configuration is retrained on each with the same seeds, split and budget "
                         "(default full: none)")
+    parser.add_argument("--correction", choices=("holm", "bh", "none"), default="holm",
+                        help="multiplicity correction over every p-value of the table: holm "
+                        "(Holm-Bonferroni, default), bh (Benjamini-Hochberg) or none")
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="significance level of the marks, after correction (default 0.05)")
     _add_ray_options(parser, max_failures=0)
     return parser
 
@@ -108,6 +113,8 @@ def parse_compare(argv):
     args.overrides = _overrides(rest, "compare")
     args.models = parse_models(args.models)
     args.kg_variants = parse_kg_variants(args.kg_variants)
+    if not 0.0 < args.alpha < 1.0:
+        raise UsageError(f"--alpha {args.alpha}: expected a number between 0 and 1")
     args.config_files = args.config_files.split() if args.config_files else []
     for file in args.config_files:
         if not os.path.isfile(file):

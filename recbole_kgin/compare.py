@@ -33,7 +33,7 @@ import numpy as np
 from recbole_kgin.arguments import parse_compare, search_options
 from recbole_kgin.data import kg_variant_hook
 from recbole_kgin.errors import UsageError
-from recbole_kgin.experiment import per_user, protocol, report, search, stats
+from recbole_kgin.experiment import files, per_user, protocol, report, search, stats
 from recbole_kgin.experiment.files import read_json, write_atomic, write_json, write_npz
 from recbole_kgin.experiment.runner import build_dataset_blob
 
@@ -266,11 +266,20 @@ def select_configuration(name, config, args, budget, model_dir, blob, memory=Non
         errors = [r["error"] for r in rows if r["error"]]
         raise RuntimeError(f"no trial produced a validation score"
                            + (f" ({errors[0]})" if errors else ""))
-    write_atomic(model_dir / "trials.md", report.trials_markdown(rows, list(settings["space"]),
-                                                                 settings))
+    edges = protocol.edge_flags(best["params"], settings["space"])
+    write_atomic(model_dir / "trials.md", report.trials_markdown(
+        rows, list(settings["space"]), settings, edges, best["params"]))
+    import json
+
     summary = {"params": best["params"], "trials": len(rows), "best_trial": best["trial_id"],
                "search_best_valid": best["best_valid"], "space_file": settings["space_file"],
-               "trials_errored": sum(r["status"] == "error" for r in rows)}
+               "trials_errored": sum(r["status"] == "error" for r in rows),
+               "distinct_configurations": len({json.dumps(r["params"], sort_keys=True)
+                                               for r in rows}),
+               "space_size": protocol.space_size(settings["space"]), "edges": edges,
+               "trial_log": [{k: r[k] for k in ("trial_id", "best_valid", "epochs_run", "seconds",
+                                                "status")}
+                             for r in sorted(rows, key=lambda r: r["trial_id"])]}
     write_json(model_dir / "search.json", summary)
     return summary["params"], summary["trials"], summary
 
@@ -296,7 +305,7 @@ def summarise_seeds(name, seed_records, budget, bigger):
     row["splits_agree"] = all(r.get("split") == row["split"] for r in seed_records)
     row["backend"] = seed_records[0].get("backend")
     row["seed_results"] = [{k: r.get(k) for k in ("seed", "test_result", "best_valid_score",
-                                                  "best_epoch", "epochs_run")}
+                                                  "best_epoch", "epochs_run", "total_seconds")}
                            for r in seed_records]
     return row
 
@@ -358,7 +367,27 @@ def run_model(name, config, args, budget, seeds, run_dir, settings):
     row.update(trials=trials, params=params, search=search_summary, settings=settings,
                kg_variant="full" if reads_kg else None, kg_triplets=triplets if reads_kg else None,
                wall_seconds=time.perf_counter() - start)
+    row.update(ledger(row, search_summary, args))
     return row
+
+
+def ledger(row, search_summary, args):
+    """What the row cost: distinct configurations tried, epochs trained (search and seed runs),
+    wall seconds of this command's work on it, and CPU / GPU seconds as reserved from Ray
+    (each trial's time times its CPUs / GPUs per trial)."""
+    trials = (search_summary or {}).get("trial_log") or []
+    seeds = row.get("seed_results") or []
+    seconds = sum(t.get("seconds") or 0.0 for t in trials) + sum(
+        s.get("total_seconds") or 0.0 for s in seeds)
+    return {
+        "distinct_configurations": (search_summary or {}).get("distinct_configurations",
+                                                              0 if row.get("trials") == 0 else 1),
+        "epochs_total": sum(t.get("epochs_run") or 0 for t in trials) + sum(
+            s.get("epochs_run") or 0 for s in seeds),
+        "wall_s": row.get("wall_seconds"),
+        "cpu_s": seconds * float(args.cpus_per_trial),
+        "gpu_s": seconds * float(args.gpus_per_trial),
+    }
 
 
 def run_variant(name, variant, config, args, budget, seeds, run_dir, settings, base_row):
@@ -378,6 +407,7 @@ def run_variant(name, variant, config, args, budget, seeds, run_dir, settings, b
     row.update(model=variant_name(name, variant), base_model=name, kg_variant=variant,
                kg_triplets=triplets, trials=0, params=params, settings=settings,
                wall_seconds=time.perf_counter() - start)
+    row.update(ledger(row, None, args))
     return row
 
 
@@ -403,9 +433,10 @@ def split_check(rows):
 def write_outputs(run_dir, summary, rows, seeds, decimals):
     means = per_user.write_tables(run_dir, rows, seeds)
     summary = dict(summary)
-    summary["significance_reference"] = stats.add_significance(rows, means)
-    stats.add_variant_deltas(rows, means)
+    summary["significance_reference"] = stats.add_significance(rows, means, summary["split_seed"])
     group_table = stats.group_rows(rows, means, summary["significance_reference"])
+    correction = summary["statistics"]["correction"]
+    summary["statistics"]["family_size"] = stats.correct_family(rows, group_table, correction)
     summary["cold_test_share"] = stats.cold_share(means)
     summary["split_check"] = split_check(rows)
     summary["models"] = rows
@@ -414,15 +445,20 @@ def write_outputs(run_dir, summary, rows, seeds, decimals):
     write_atomic(run_dir / "table.md", report.render_markdown(summary, rows, decimals))
     write_atomic(run_dir / "table.csv", report.render_csv(rows))
     write_atomic(run_dir / "groups.csv", report.render_groups_csv(group_table))
+    write_atomic(run_dir / "table.tex", report.render_latex(summary, rows, decimals))
+    write_atomic(run_dir / "tuning.png", report.render_tuning(
+        rows, summary["valid_metric"], f"{summary['dataset']}: best validation "
+        f"{summary['valid_metric']} so far, per trial"))
     if any(r.get("base_model") for r in rows):
         write_atomic(run_dir / "kg_controls.png", report.render_deltas(
-            rows, "recall@20", f"{summary['dataset']}: test Recall@20, KG variant minus full KG"))
+            rows, "recall@20", f"{summary['dataset']}: test Recall@20, KG variant minus full KG",
+            summary["statistics"]["alpha"]))
     metric = summary["valid_metric"]
     write_atomic(run_dir / "curves.png", report.render_curves(
         rows, metric, f"{summary['dataset']}: validation {metric} per epoch (first seed)"))
     write_atomic(run_dir / "bars.png", report.render_bars(
         [r for r in rows if not r.get("base_model")], "recall@20", summary["significance_reference"],
-        f"{summary['dataset']}: test Recall@20"))
+        f"{summary['dataset']}: test Recall@20", summary["statistics"]["alpha"]))
     return summary
 
 
@@ -480,6 +516,8 @@ def main(argv=None):
         "valid_metric": first["valid_metric"],
         "search": search_options(args, budget.trials, args.scheduler),
         "test_selected": _test_selected(first), "environment": _environment(),
+        "statistics": {"correction": args.correction, "alpha": args.alpha,
+                       "bootstrap": {**stats.BOOTSTRAP, "seed": int(first["split_seed"])}},
     }
     from recbole_kgin.utils import uses_kg
 
@@ -491,6 +529,8 @@ def main(argv=None):
                                   "models": [n for n in names if uses_kg(n)],
                                   "seed": kg_variant_hook.variant_seed(first)}
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "manifest.json", files.manifest(
+        ["run_recbole_kgin.py", "compare", *argv], manifest_files(args, configs, budget)))
     rows, failed_before = {}, set()
     for name, _ in jobs:
         previous = read_json(run_dir / "models" / f"{name}.json")
@@ -572,6 +612,21 @@ def main(argv=None):
     print(f"\nwritten: {run_dir / 'table.md'}, table.csv, groups.csv, results.json, curves.png, "
           f"bars.png, per_user/, topk/{', kg_controls.png' if variants else ''}")
     return 0 if all(r["status"] == "ok" for r in final["models"]) else 1
+
+
+def manifest_files(args, configs, budget):
+    """The files a comparison reads, by kind, for :func:`files.manifest`."""
+    from recbole_kgin.config import PROPERTIES_DIR
+
+    first = next(iter(configs.values()))
+    folder = Path(first["data_path"])
+    dataset = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    spaces = [protocol.space_file(n, PROPERTIES_DIR) for n in configs] if budget.trials else []
+    config_files = [*args.config_files, PROPERTIES_DIR / "overall.yaml",
+                    *[PROPERTIES_DIR / "model" / f"{n}.yaml" for n in configs],
+                    PROPERTIES_DIR / "dataset" / f"{args.dataset}.yaml"]
+    return {"dataset": dataset, "search_spaces": [s for s in spaces if s is not None],
+            "config_files": config_files}
 
 
 def _test_selected(config):

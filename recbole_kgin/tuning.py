@@ -31,7 +31,7 @@ from pathlib import Path
 
 from recbole_kgin.arguments import parse_tune, search_options
 from recbole_kgin.errors import UsageError
-from recbole_kgin.experiment import report, search
+from recbole_kgin.experiment import protocol, report, search
 from recbole_kgin.experiment.files import read_json, write_atomic, write_json
 from recbole_kgin.experiment.runner import build_dataset_blob
 from recbole_kgin.tune_space import read_space
@@ -85,7 +85,10 @@ def _load_settings(exp_dir, args):
 def write_tables(rows, settings, exp_dir):
     keys = list(settings["space"])
     write_atomic(Path(exp_dir) / TRIALS_CSV, report.trials_csv(rows, keys, settings["valid_metric"]))
-    write_atomic(Path(exp_dir) / TRIALS_MD, report.trials_markdown(rows, keys, settings))
+    selected = search.best_row(rows)
+    edges = protocol.edge_flags(selected["params"], settings["space"]) if selected else None
+    write_atomic(Path(exp_dir) / TRIALS_MD, report.trials_markdown(
+        rows, keys, settings, edges, selected["params"] if selected else None))
 
 
 def write_best_yaml(best, settings, exp_dir):

@@ -51,10 +51,12 @@ def test_variant_rows_have_deltas_against_their_full_kg_row(run_dir):
     for name in ("KGIN", "KGItemKNN"):
         variant = rows[f"{name}@shuffle-relations"]
         assert variant["kg_variant"] == "shuffle-relations"
-        delta = float(variant["delta_recall@20"])
+        delta = float(variant["delta_recall@20"])  # per-user mean; the table's means are rounded
         assert math.isclose(delta, float(variant["recall@20"]) - float(rows[name]["recall@20"]),
-                            abs_tol=1e-12)
-        assert 0.0 <= float(variant["p_value_vs_full"]) <= 1.0
+                            abs_tol=2e-4)
+        assert variant["delta_reference"] == name
+        assert float(variant["ci_low_recall@20"]) <= delta <= float(variant["ci_high_recall@20"])
+        assert 0.0 <= float(variant["p_value_vs_full"]) <= float(variant["p_value_vs_full_adj"]) <= 1
         assert variant["kg_triplets"] == rows[name]["kg_triplets"]
     # KGItemKNN follows every relation alike: permuting them changes nothing
     assert float(rows["KGItemKNN@shuffle-relations"]["delta_recall@20"]) == 0.0

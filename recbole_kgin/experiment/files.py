@@ -60,3 +60,66 @@ def read_json(path):
             return json.load(handle)
     except (OSError, ValueError):
         return None
+
+
+def sha256(path):
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git_commit(folder):
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return {"commit": out.stdout.strip(), "modified": bool(dirty.stdout.strip())}
+
+
+def manifest(argv, groups):
+    """What a result was made from: the command line, sha256 of every file in ``groups``
+    (``{"dataset": [paths], "search_spaces": [...], "config_files": [...]}``), the versions of
+    Python and the libraries, the git commit of this package's checkout (None when installed
+    elsewhere) and the machine."""
+    import importlib.metadata
+    import os
+    import platform
+    import sys
+    from pathlib import Path
+
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "recbole", "ray", "numpy", "scipy", "pandas", "recbole-kgin"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    machine = {"platform": platform.platform(), "processor": platform.processor() or None,
+               "cpu_count": os.cpu_count()}
+    try:
+        machine["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                                     / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        machine["memory_gb"] = None
+    try:
+        import torch
+
+        machine["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # no CUDA build or driver: no GPU to name
+        machine["gpus"] = []
+    files = {name: [{"path": str(p), "sha256": sha256(p), "bytes": Path(p).stat().st_size}
+                    for p in sorted({str(p) for p in paths}) if Path(p).is_file()]
+             for name, paths in groups.items()}
+    return {"command": list(argv), "executable": sys.executable, "files": files,
+            "versions": versions, "git": _git_commit(Path(__file__).resolve().parents[2]),
+            "machine": machine}

@@ -177,3 +177,54 @@ def rank_marks(rows, column):
         elif len(values) > 1 and r[column] == values[1]:
             marks[r["model"]] = "second"
     return marks
+
+
+# ---------------------------------------------------------------------------------------------
+# tuning adequacy
+
+EDGE_SHARE = 0.05  # a continuous value this close to a bound (share of the range) counts as on it
+
+
+def _numbers(values):
+    return [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def edge_flags(params, space):
+    """``{key: "min" | "max"}`` for every selected value on the boundary of its range: for a list
+    (``choice`` / ``grid``) of numbers, its smallest or largest value; for ``randint``, a bound; for
+    ``uniform`` / ``loguniform``, within ``EDGE_SHARE`` of the range from a bound (on the log scale
+    for ``loguniform``). Lists of other values (names, lists) have no edges. ``space``:
+    ``{key: [distribution, arguments]}`` as in a search's settings."""
+    flags = {}
+    for key, (distribution, args) in space.items():
+        value = params.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if distribution in ("choice", "grid", "randint"):
+            numbers = _numbers(args)
+            if distribution != "randint" and len(numbers) != len(args) or len(set(numbers)) < 2:
+                continue
+            low, high = min(numbers), max(numbers)
+            flags.update({key: "min"} if value == low else {key: "max"} if value == high else {})
+            continue
+        low, high = float(args[0]), float(args[1])
+        transform = math.log if distribution == "loguniform" else float
+        position = (transform(value) - transform(low)) / (transform(high) - transform(low))
+        if position <= EDGE_SHARE:
+            flags[key] = "min"
+        elif position >= 1 - EDGE_SHARE:
+            flags[key] = "max"
+    return flags
+
+
+def space_size(space):
+    """The number of configurations of a space of lists, or ``"continuous"``."""
+    size = 1
+    for distribution, args in space.values():
+        if distribution in ("choice", "grid"):
+            size *= len(args)
+        elif distribution == "randint":
+            size *= int(args[1]) - int(args[0]) + 1
+        else:
+            return "continuous"
+    return size

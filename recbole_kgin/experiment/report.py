@@ -10,6 +10,7 @@ timing fields.
 import csv
 import io
 import json
+import re
 
 from recbole_kgin.experiment.protocol import (DETERMINISTIC, HEADLINE_K, METRICS, TABLE_KS, TEST_NAME,
                                               rank_marks)
@@ -53,7 +54,12 @@ def _converged(row):
     return "-" if value is None else ("yes" if value else "NO")
 
 
-def _cells(row, columns, decimals, marks=None, with_std=True):
+def _p_marked(value, alpha):
+    """An adjusted p-value, with ``*`` when it is below ``alpha``."""
+    return _p(value) + ("*" if value is not None and value < alpha else "")
+
+
+def _cells(row, columns, decimals, marks=None, with_std=True, alpha=0.05):
     ok = row["status"] == "ok"
     cells = [row["model"]]
     for column in columns:
@@ -67,7 +73,9 @@ def _cells(row, columns, decimals, marks=None, with_std=True):
         elif mark == "second":
             text = f"<u>{text}</u>"
         cells.append(text)
-    cells += [_p(row.get("p_value")), _p(row.get("p_value_ndcg@20")),
+    cells += [_p_marked(row.get("p_value_adj"), alpha),
+              _p_marked(row.get("p_value_ndcg@20_adj"), alpha),
+              _size(row, "recall@20", decimals), _effect(row, "recall@20"),
               str(row.get("trials", "-")), str(row.get("seeds", "-")), _epochs(row),
               "-" if row.get("best_epoch") is None else f"{row['best_epoch']:g}", _converged(row),
               "-" if row.get("seconds_per_epoch") is None else f"{row['seconds_per_epoch']:.1f}",
@@ -75,18 +83,33 @@ def _cells(row, columns, decimals, marks=None, with_std=True):
     return cells
 
 
-_TAIL = ["p R@20", "p N@20", "trials", "seeds", "epochs run", "best epoch", "converged",
-         "s/epoch", "status"]
+def _size(row, column, decimals):
+    """``Δ [low, high]``: the mean per-user difference against ``delta_reference`` and its CI."""
+    delta = row.get(f"delta_{column}")
+    if delta is None:
+        return "-"
+    return (f"{delta:+.{decimals}f} [{row[f'ci_low_{column}']:+.{decimals}f}, "
+            f"{row[f'ci_high_{column}']:+.{decimals}f}]")
 
 
-def markdown_table(rows, ks, decimals):
+def _effect(row, column):
+    value = row.get(f"effect_{column}")
+    return "-" if value is None else f"{value:+.2f}"
+
+
+_TAIL = ["p R@20 (adj.)", "p N@20 (adj.)", "Δ R@20 [95 % CI]", "r R@20", "trials", "seeds",
+         "epochs run", "best epoch", "converged", "s/epoch", "status"]
+
+
+def markdown_table(rows, ks, decimals, alpha=0.05):
     columns = metric_columns(ks)
     marks = {c: rank_marks(rows, c) for c in columns}
     header = ["model", *[label(c) for c in columns], *_TAIL]
     align = ["---"] + ["---:"] * (len(header) - 2) + ["---"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for row in rows:
-        cells = [str(c).replace("|", "\\|") for c in _cells(row, columns, decimals, marks)]
+        cells = [str(c).replace("|", "\\|") for c in _cells(row, columns, decimals, marks,
+                                                             alpha=alpha)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -107,8 +130,12 @@ def text_table(rows, decimals):
 
 CSV_FIELDS_HEAD = ["model", "status", "kg_variant", "trials", "seeds", "epochs_run", "best_epoch",
                    "converged"]
-CSV_FIELDS_TAIL = ["p_value", "p_value_ndcg@20", "significance_reference", "n_users_tested",
-                   "delta_recall@20", "p_value_vs_full", "kg_triplets", "seconds_per_epoch",
+CSV_FIELDS_TAIL = ["p_value", "p_value_adj", "p_value_ndcg@20", "p_value_ndcg@20_adj",
+                   "significance_reference", "n_users_tested", "delta_reference",
+                   *[f"{f}_{m}" for m in ("recall@20", "ndcg@20")
+                     for f in ("delta", "ci_low", "ci_high", "effect")],
+                   "p_value_vs_full", "p_value_vs_full_adj", "kg_triplets", "distinct_configurations",
+                   "epochs_total", "wall_s", "cpu_s", "gpu_s", "seconds_per_epoch",
                    "total_seconds", "n_params", "error"]
 
 
@@ -174,6 +201,7 @@ def budget_lines(summary):
     if reference:
         lines.append(f"- p R@20 / p N@20: {TEST_NAME}, of each model against {reference}, on each "
                      "user's Recall@20 / NDCG@20 averaged over seeds; per-user arrays in per_user/.")
+        lines += statistics_lines(summary, reference)
     lines.append("- epochs run / best epoch: mean over seeds, counted from 1; converged: NO when a "
                  "run reached the epoch cap while still improving.")
     if summary.get("test_selected"):
@@ -183,6 +211,28 @@ def budget_lines(summary):
     return lines
 
 
+CORRECTION_TEXT = {"holm": "Holm-Bonferroni (family-wise error)",
+                   "bh": "Benjamini-Hochberg (false discovery rate)", "none": "no correction"}
+
+
+def statistics_lines(summary, reference):
+    """How the p-values were corrected and what the size columns are."""
+    st = summary.get("statistics") or {}
+    if not st:
+        return []
+    boot = st.get("bootstrap") or {}
+    return [
+        f"- multiplicity: {CORRECTION_TEXT[st['correction']]} over all {st.get('family_size', '?')} "
+        "p-values this comparison reports (models x both metrics, KG variants against their full "
+        f"KG, groups; table.csv has raw and adjusted values); * marks adjusted p < "
+        f"{st['alpha']:g}.",
+        f"- Δ R@20 [95 % CI]: mean per-user difference in Recall@20 against {reference} (a KG "
+        "variant: against its own full-KG row), with a seeded paired-bootstrap interval "
+        f"({boot.get('resamples')} resamples of the users, seed {boot.get('seed')}); r R@20: "
+        "matched-pairs rank-biserial correlation (positive: the row is better).",
+    ]
+
+
 def render_markdown(summary, rows, decimals):
     lines = [f"# {summary['dataset']}: comparison ({summary['run']})", ""]
     lines.append("Test set, full ranking over all items except those the user interacted with in "
@@ -190,7 +240,8 @@ def render_markdown(summary, rows, decimals):
                  "evaluated once per seed run. Best in bold, second underlined.")
     lines.append("")
     main_rows = [r for r in rows if not r.get("base_model")]
-    lines.append(markdown_table(main_rows, (HEADLINE_K,), decimals))
+    alpha = (summary.get("statistics") or {}).get("alpha", 0.05)
+    lines.append(markdown_table(main_rows, (HEADLINE_K,), decimals, alpha))
     lines.append("")
     lines += budget_lines(summary)
     check = summary.get("split_check") or {}
@@ -212,9 +263,10 @@ def render_markdown(summary, rows, decimals):
     if summary.get("wall_seconds") is not None:
         lines.append(f"- wall time of this command: {summary['wall_seconds']:.0f} s")
     lines.append(f"- command: `{summary['command']}`")
+    lines += ledger_lines(main_rows)
     lines += kg_control_lines(summary, rows, decimals)
     lines += group_lines(summary, decimals)
-    lines += ["", "All cut-offs:", "", markdown_table(rows, TABLE_KS, decimals), ""]
+    lines += ["", "All cut-offs:", "", markdown_table(rows, TABLE_KS, decimals, alpha), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -228,21 +280,21 @@ def kg_control_lines(summary, rows, decimals):
     lines = ["", "KG controls: each knowledge-aware model's configuration selected on the full KG, "
              "retrained with the same seeds, split and budget on a transformed KG (only the "
              f"triplets change; transform seed {controls['seed']}).", "",
-             "| model | KG | triplets | Recall@20 | Δ Recall@20 vs full | p vs full | status |",
+             "| model | KG | triplets | Recall@20 | Δ Recall@20 vs full [95 % CI] | p vs full (adj.) | status |",
              "|---|---|---:|---:|---:|---:|---|"]
     for base in controls["models"]:
         for row in rows:
             if row["model"] != base and row.get("base_model") != base:
                 continue
             ok = row["status"] == "ok"
-            delta = row.get("delta_recall@20")
+            delta = row.get("delta_recall@20") if row.get("base_model") else None
             cells = [row["model"], row.get("kg_variant") or "full",
                      "-" if row.get("kg_triplets") is None else f"{row['kg_triplets']:,}",
                      _num(row.get("recall@20") if ok else None, decimals)
                      + (f" ± {row['recall@20_std']:.{decimals}f}" if ok and row.get("seeds", 1) > 1
                         else ""),
-                     "-" if delta is None else f"{delta:+.{decimals}f}",
-                     _p(row.get("p_value_vs_full")), status_text(row)]
+                     "-" if delta is None else _size(row, "recall@20", decimals),
+                     _p(row.get("p_value_vs_full_adj")), status_text(row)]
             lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     lines.append("")
     lines += [f"- {name}: {DESCRIPTIONS[name]}" for name in controls["variants"]]
@@ -290,7 +342,8 @@ def group_lines(summary, decimals):
     return lines
 
 
-GROUP_FIELDS = ["model", "group", "users", "pairs", "recall@20", "ndcg@20", "p_value", "reference"]
+GROUP_FIELDS = ["model", "group", "users", "pairs", "recall@20", "ndcg@20", "p_value", "p_value_adj",
+                "reference"]
 
 
 def render_groups_csv(table):
@@ -305,8 +358,14 @@ def render_groups_csv(table):
     return buffer.getvalue()
 
 
-def render_deltas(rows, column, title):
-    """PNG bytes: the change of ``column`` from the full KG to every variant, per model."""
+def significance_mark(p_adjusted, alpha):
+    """``*`` when the adjusted p-value is below ``alpha``, ``n.s.`` otherwise, empty without one."""
+    return "" if p_adjusted is None else "*" if p_adjusted < alpha else "n.s."
+
+
+def render_deltas(rows, column, title, alpha=0.05):
+    """PNG bytes: the change of ``column`` from the full KG to every variant, per model (``*``:
+    adjusted p against the full KG below ``alpha``)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -324,8 +383,7 @@ def render_deltas(rows, column, title):
         ys = [values[m][f"delta_{column}"] for m in models if m in values]
         ax.bar(xs, ys, width=width, label=kind)
         for x, m in zip(xs, [m for m in models if m in values]):
-            p = values[m].get("p_value_vs_full")
-            mark = "" if p is None else "**" if p < 0.01 else "*" if p < 0.05 else "n.s."
+            mark = significance_mark(values[m].get("p_value_vs_full_adj"), alpha)
             y = values[m][f"delta_{column}"]
             ax.annotate(mark, (x, y), ha="center", va="bottom" if y >= 0 else "top", fontsize=7)
     ax.axhline(0, color="black", linewidth=0.8)
@@ -378,23 +436,24 @@ def render_curves(rows, valid_metric, title):
     return buffer.getvalue()
 
 
-def render_bars(rows, column, reference, title):
-    """PNG bytes: mean ± std of ``column`` per model, with the significance mark of each model
-    against the reference (* p < 0.05, ** p < 0.01, n.s. otherwise)."""
+def render_bars(rows, column, reference, title, alpha=0.05):
+    """PNG bytes: mean ± std of ``column`` per model, best first, the reference in red, with the
+    significance mark of each model against it (``*``: adjusted p below ``alpha``, n.s.
+    otherwise)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if r["status"] == "ok" and r.get(column) is not None]
+    ok = sorted((r for r in rows if r["status"] == "ok" and r.get(column) is not None),
+                key=lambda r: -r[column])
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(ok) + 2), 4.5))
     xs = list(range(len(ok)))
     ax.bar(xs, [r[column] for r in ok], yerr=[r.get(f"{column}_std") or 0 for r in ok],
            capsize=4, color=["#c44e52" if r["model"] == reference else "#4c72b0" for r in ok])
     for x, r in zip(xs, ok):
-        p = r.get("p_value" if column == "recall@20" else f"p_value_{column}")
-        mark = "ref" if r["model"] == reference else (
-            "" if p is None else "**" if p < 0.01 else "*" if p < 0.05 else "n.s.")
+        p = r.get(("p_value" if column == "recall@20" else f"p_value_{column}") + "_adj")
+        mark = "ref" if r["model"] == reference else significance_mark(p, alpha)
         ax.annotate(mark, (x, r[column] + (r.get(f"{column}_std") or 0)), ha="center",
                     va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
     ax.set_xticks(xs)
@@ -440,7 +499,7 @@ def trials_csv(rows, keys, valid_metric):
     return buffer.getvalue()
 
 
-def trials_markdown(rows, keys, settings):
+def trials_markdown(rows, keys, settings, edges=None, selected=None):
     header = ["rank", "trial_id", *keys, f"valid {settings['valid_metric']}", "best_epoch",
               "epochs_run", "status"]
     lines = [
@@ -460,4 +519,135 @@ def trials_markdown(rows, keys, settings):
                  _fmt(r["best_epoch"]), _fmt(r["epochs_run"]),
                  r["status"] + (f": {r['error']}" if r["error"] else "")]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if edges is not None:
+        lines += ["", edge_sentence(selected or {}, edges, settings.get("space") or {})]
+    return "\n".join(lines) + "\n"
+
+
+def edge_sentence(params, edges, space):
+    """One line naming every selected value on an edge of its range (rank 1 of the search)."""
+    if not edges:
+        return "Range edges: no selected value lies on an edge of its range."
+    parts = [f"`{k}` = {_fmt(params.get(k))} (the {side} of {_fmt(space[k][1]) if k in space else '?'})"
+             for k, side in edges.items()]
+    return ("Range edges (edge): the selected configuration has " + "; ".join(parts)
+            + ". A wider range could hold a better value.")
+
+
+# ---------------------------------------------------------------------------------------------
+# tuning adequacy, the budget ledger, LaTeX
+
+
+def ledger_lines(rows):
+    """The tuning and budget ledger of the finished rows, with totals."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        return []
+    lines = ["", "Tuning and budget ledger (epochs: search trials and seed runs together; CPU / GPU "
+             "seconds: each Ray trial's time times its reserved CPUs / GPUs):", "",
+             "| model | trials | distinct configurations | space size | selected values on a range "
+             "edge | epochs trained | wall s | CPU s | GPU s |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    totals = {"epochs_total": 0, "wall_s": 0.0, "cpu_s": 0.0, "gpu_s": 0.0}
+    for r in ok:
+        search = r.get("search") or {}
+        edges = search.get("edges")
+        edge_text = ("-" if edges is None else "none" if not edges else
+                     ", ".join(f"{k} ({v})" for k, v in edges.items()))
+        size = search.get("space_size", "-" if not r.get("trials") else "?")
+        cells = [r["model"], str(r.get("trials", "-")), _fmt(r.get("distinct_configurations")),
+                 f"{size:,}" if isinstance(size, int) else str(size), edge_text,
+                 _fmt(r.get("epochs_total")),
+                 *[("-" if r.get(k) is None else f"{r[k]:.0f}") for k in ("wall_s", "cpu_s", "gpu_s")]]
+        lines.append("| " + " | ".join(cells) + " |")
+        for key in totals:
+            totals[key] += r.get(key) or 0
+    lines.append(f"| **total** | | | | | {totals['epochs_total']:,} | {totals['wall_s']:.0f} | "
+                 f"{totals['cpu_s']:.0f} | {totals['gpu_s']:.0f} |")
+    return lines
+
+
+def render_tuning(rows, valid_metric, title):
+    """PNG bytes: every searched model's best validation metric so far against the trial number
+    (trials in the order Ray created them)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = 0
+    for row in rows:
+        log = [t for t in ((row.get("search") or {}).get("trial_log") or [])]
+        scores = [t["best_valid"] for t in log]
+        if not scores or row.get("base_model"):
+            continue
+        best, curve = None, []
+        for score in scores:
+            if score is not None and (best is None or score > best):
+                best = score
+            curve.append(best)
+        ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=row["model"])
+        drawn += 1
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"best validation {valid_metric} so far")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "no search trials", ha="center", va="center", transform=ax.transAxes)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#",
+        "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
+        "±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "≈": r"$\approx$", "–": "--",
+        "−": "-", "<": r"\textless{}", ">": r"\textgreater{}", "`": ""}
+
+
+def _tex(text):
+    """``text`` with LaTeX's special characters escaped, character by character."""
+    return "".join(_TEX.get(ch, ch) for ch in str(text))
+
+
+def render_latex(summary, rows, decimals):
+    """``table.tex``: a booktabs table of the full-KG rows (mean ± std of Recall@20 and NDCG@20,
+    best in bold, second underlined, ``*`` where the adjusted p against the reference is below
+    alpha), the notes under the table as its caption."""
+    main = [r for r in rows if not r.get("base_model")]
+    st = summary.get("statistics") or {}
+    alpha = st.get("alpha", 0.05)
+    columns = ["recall@20", "ndcg@20"]
+    marks = {c: rank_marks(main, c) for c in columns}
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "r" * len(columns) + "}",
+             r"\toprule", "Model & " + " & ".join(label(c) for c in columns) + r" \\", r"\midrule"]
+    for r in main:
+        cells = [_tex(r["model"])]
+        for c in columns:
+            if r["status"] != "ok" or r.get(c) is None:
+                cells.append(_tex(r["status"]))
+                continue
+            text = f"{r[c]:.{decimals}f}"
+            if r.get("seeds", 1) > 1 and r.get(f"{c}_std") is not None:
+                text += rf" $\pm$ {r[f'{c}_std']:.{decimals}f}"
+            mark = marks[c].get(r["model"])
+            text = rf"\textbf{{{text}}}" if mark == "best" else (
+                rf"\underline{{{text}}}" if mark == "second" else text)
+            p = r.get(f"{'p_value' if c == 'recall@20' else 'p_value_' + c}_adj")
+            if p is not None and p < alpha:
+                text += r"$^{*}$"
+            cells.append(text)
+        lines.append(" & ".join(cells) + r" \\")
+    notes = [f"{summary['dataset']}: test set, full ranking; mean $\\pm$ sample std over "
+             f"{summary['budget']['seeds']} model seeds (split seed {summary['split_seed']})."]
+    notes += [_tex(line[2:]) for line in budget_lines(summary)]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + " ".join(notes) + "}",
+              rf"\label{{tab:{re.sub(r'[^A-Za-z0-9:-]', '-', summary['run'])}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"

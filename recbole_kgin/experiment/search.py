@@ -352,6 +352,8 @@ def collect_trials(grid, settings, ended):
             "status": state,
             "error": short_error(result.error) if state == "error" else "",
             "path": str(result.path) if getattr(result, "path", None) else "",
+            "seconds": float(last["time_total_s"]) if last.get("time_total_s") is not None
+            else None,
         })
 
     def order(row):  # best score first; on a tie, a trial that ran its budget, then by id
