@@ -77,6 +77,10 @@ def compare_parser():
                         f"{', '.join(VARIANTS)}; every knowledge-aware model's selected "
                         "configuration is retrained on each with the same seeds, split and budget "
                         "(default full: none)")
+    parser.add_argument("--split-seeds", type=int, default=1,
+                        help="repeat the seed runs of every selected configuration on this many "
+                        "seeded random splits (split seeds S, S+1, ...; the search runs on the first); "
+                        "datasets RecBole splits itself only (default 1)")
     parser.add_argument("--correction", choices=("holm", "bh", "none"), default="holm",
                         help="multiplicity correction over every p-value of the table: holm "
                         "(Holm-Bonferroni, default), bh (Benjamini-Hochberg) or none")
@@ -113,6 +117,8 @@ def parse_compare(argv):
     args.overrides = _overrides(rest, "compare")
     args.models = parse_models(args.models)
     args.kg_variants = parse_kg_variants(args.kg_variants)
+    if args.split_seeds < 1:
+        raise UsageError(f"--split-seeds {args.split_seeds}: expected an integer >= 1")
     if not 0.0 < args.alpha < 1.0:
         raise UsageError(f"--alpha {args.alpha}: expected a number between 0 and 1")
     args.config_files = args.config_files.split() if args.config_files else []

@@ -411,6 +411,47 @@ def run_variant(name, variant, config, args, budget, seeds, run_dir, settings, b
     return row
 
 
+def run_split(name, split, config, args, budget, seeds, run_dir, row):
+    """The selected configuration's seed runs on the split of ``split`` (another split seed, same
+    dataset): ``{metric: mean, metric_std: std, "seeds", "split"}``. Failures are recorded in the
+    result, not raised."""
+    from recbole_kgin.experiment.search import short_error, user_layer
+
+    model_dir = run_dir / "models" / name / f"split-{split}"
+    blob = build_dataset_blob(name, config["dataset"], user_layer(config), model_dir / "dataset")
+    items, _ = dataset_facts(blob)
+    try:
+        result = final_runs(name, config, args, budget, seeds, model_dir, blob,
+                            row.get("params") or {}, memory_request(name, items),
+                            {"split_seed": split})
+    except (KeyboardInterrupt, UsageError):
+        raise
+    except Exception as err:
+        return {"status": "failed", "error": short_error(err) or repr(err)}
+    columns = report.metric_columns()
+    return {"status": "ok", "seeds": result["seeds"], "split": result["split"],
+            **{k: result[k] for c in columns for k in (c, f"{c}_std")}}
+
+
+def add_split_statistics(rows, split_seeds):
+    """``<metric>_splits_mean`` / ``_splits_std`` over the split means (the first split's row and
+    every other split's runs) and ``variance_<metric>`` (seed and split components) of every
+    finished full-KG row, for the significance metrics."""
+    if len(split_seeds) < 2:
+        return
+    for row in rows:
+        if row["status"] != "ok" or row.get("base_model"):
+            continue
+        others = [s for s in (row.get("splits") or {}).values() if s.get("status") == "ok"]
+        for column in protocol.SIGNIFICANCE_METRICS:
+            per_split = [{"mean": row[column], "std": row.get(f"{column}_std")}] + [
+                {"mean": s.get(column), "std": s.get(f"{column}_std")} for s in others]
+            mean, std = protocol.mean_std([p["mean"] for p in per_split])
+            row[f"{column}_splits_mean"], row[f"{column}_splits_std"] = mean, std
+            row[f"variance_{column}"] = protocol.variance_components(per_split, column)
+        row["splits_done"] = 1 + len(others)
+
+
 def variant_name(name, variant):
     return f"{name}@{variant}"
 
@@ -434,6 +475,7 @@ def write_outputs(run_dir, summary, rows, seeds, decimals):
     means = per_user.write_tables(run_dir, rows, seeds)
     summary = dict(summary)
     summary["significance_reference"] = stats.add_significance(rows, means, summary["split_seed"])
+    add_split_statistics(rows, summary.get("split_seeds") or [])
     group_table = stats.group_rows(rows, means, summary["significance_reference"])
     correction = summary["statistics"]["correction"]
     summary["statistics"]["family_size"] = stats.correct_family(rows, group_table, correction)
@@ -494,6 +536,11 @@ def prepare(args):
     check_protocols(protocols)
     settings = {"dataset": args.dataset, "config_files": _file_digests(args.config_files),
                 "overrides": overrides, "budget": budget.as_dict()}
+    if args.split_seeds > 1:
+        why = protocol.can_resplit(first)
+        if why:
+            raise UsageError(f"--split-seeds {args.split_seeds}: {why}; convert one dataset per "
+                             "split seed instead (convert --resplit --seed S --name NAME-S)")
     check_previous(run_dir, args.models, settings, args.force)
     if args.resume and not (run_dir / "models").is_dir():
         raise UsageError(f"--resume: {run_dir} holds no comparison to continue")
@@ -521,6 +568,8 @@ def main(argv=None):
     }
     from recbole_kgin.utils import uses_kg
 
+    split_seeds = protocol.split_seed_list(first["split_seed"], args.split_seeds)
+    summary["split_seeds"] = split_seeds
     variants = [v for v in args.kg_variants if v != "full"]
     jobs = [(name, None) for name in names]
     jobs += [(variant_name(n, v), (n, v)) for v in variants for n in names if uses_kg(n)]
@@ -595,6 +644,17 @@ def main(argv=None):
                 print(f"{prefix}: FAILED: {row['error']}", flush=True)
             summary["wall_seconds"] = time.perf_counter() - start
             write_outputs(run_dir, summary, ordered(), seeds, decimals)
+        for split in split_seeds[1:]:
+            for name in names:
+                row = rows.get(name)
+                if not row or row["status"] != "ok" or str(split) in (row.get("splits") or {}):
+                    continue
+                print(f"[split {split}] {name}: running ...", flush=True)
+                row.setdefault("splits", {})[str(split)] = run_split(
+                    name, split, configs[name], args, budget, seeds, run_dir, row)
+                write_json(run_dir / "models" / f"{name}.json", row)
+                summary["wall_seconds"] = time.perf_counter() - start
+                write_outputs(run_dir, summary, ordered(), seeds, decimals)
     except KeyboardInterrupt:
         summary["wall_seconds"] = time.perf_counter() - start
         write_outputs(run_dir, summary, ordered(interrupted=True), seeds, decimals)

@@ -1,7 +1,9 @@
 """``compare`` with KG-content baselines and KG controls on tiny data: variant rows with their
-deltas, the group table, and top-K lists from which the reported Recall@20 is recomputed."""
+deltas, the group table, top-K lists from which the reported Recall@20 is recomputed, and the
+statistics outputs (corrected p-values, CIs, effect sizes, split seeds, ledger, LaTeX, manifest)."""
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -29,7 +31,8 @@ def run_dir(tmp_path_factory):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         code = cli.main(["compare", "--dataset", "tiny", "--models", ",".join(MODELS),
-                         "--kg-variants", "full,shuffle-relations", "--trials", "1", "--seeds", "2",
+                         "--kg-variants", "full,shuffle-relations", "--trials", "2", "--seeds", "2",
+                         "--split-seeds", "2",
                          "--epochs=1", "--out", str(root / "out"), "--run", "r",
                          "--config_files", str(root / "tiny.yaml")])
     finally:
@@ -101,3 +104,32 @@ def test_recall_recomputed_from_saved_top_k_lists_equals_the_table(run_dir, mode
     recalls = [groups.recall_from_topk(lists[k], positives, 20).mean() for k in seeds]
     # RecBole rounds each run's result to 4 decimals
     assert abs(np.mean(recalls) - float(row["recall@20"])) < 1e-4
+
+
+def test_statistics_columns_and_files(run_dir):
+    rows = {r["model"]: r for r in _csv(run_dir / "table.csv")}
+    for name in ("KGItemKNN", "Pop"):
+        row = rows[name]
+        assert float(row["p_value"]) <= float(row["p_value_adj"]) <= 1.0
+        assert row["delta_reference"] == "KGIN"
+        assert float(row["ci_low_recall@20"]) <= float(row["delta_recall@20"]) <= \
+            float(row["ci_high_recall@20"])
+        assert -1.0 <= float(row["effect_recall@20"]) <= 1.0
+        assert float(row["ci_low_ndcg@20"]) <= float(row["ci_high_ndcg@20"])
+    for name in MODELS:  # two split seeds: the first split's row and one more
+        assert rows[name]["splits_done"] == "2"
+        assert float(rows[name]["recall@20_splits_std"]) >= 0.0
+        assert int(rows[name]["epochs_total"]) >= 1 and float(rows[name]["wall_s"]) > 0
+    tex = (run_dir / "table.tex").read_text()
+    assert "\\toprule" in tex and "\\caption{" in tex and "KGItemKNN" in tex
+    assert (run_dir / "tuning.png").read_bytes()[:4] == b"\x89PNG"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["files"]["search_spaces"] and manifest["files"]["dataset"]
+    assert "Range edges" in (run_dir / "models" / "KGIN" / "trials.md").read_text()
+    table = (run_dir / "table.md").read_text()
+    assert "Holm-Bonferroni" in table and "Split seeds" in table and "ledger" in table
+    results = json.loads((run_dir / "results.json").read_text())
+    kgin = next(m for m in results["models"] if m["model"] == "KGIN")
+    assert set(kgin["variance_recall@20"]) == {"seed", "split", "splits"}
+    first, second = kgin["split"]["test"]["sha256"], kgin["splits"]["2021"]["split"]["test"]["sha256"]
+    assert first != second  # the second split seed really split the data otherwise

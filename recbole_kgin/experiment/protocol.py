@@ -104,6 +104,37 @@ def seed_list(base_seed, count):
     return [int(base_seed) + i for i in range(count)]
 
 
+def split_seed_list(base_split_seed, count):
+    """The split seeds of ``--split-seeds``: the comparison's split seed, then + 1, + 2, ..."""
+    return [int(base_split_seed) + i for i in range(count)]
+
+
+def can_resplit(config):
+    """None when RecBole splits the dataset itself with a seeded random split (so another split
+    seed gives another split), else why not (a dataset with fixed split files)."""
+    if config["benchmark_filename"]:
+        return (f"dataset {config['dataset']} comes with fixed split files "
+                f"({', '.join(config['benchmark_filename'])}), which a split seed cannot change")
+    split = (config["eval_args"] or {}).get("split") or {}
+    if "RS" not in split:
+        return f"dataset {config['dataset']} is split by {split}, not by a seeded random split (RS)"
+    order = (config["eval_args"] or {}).get("order")
+    if order != "RO":
+        return f"eval_args order is {order!r}: only a random order (RO) depends on the split seed"
+    return None
+
+
+def variance_components(split_rows, column):
+    """``{"seed": mean within-split variance over seeds, "split": variance of the split means,
+    "splits": count}`` of ``column`` from ``[{"mean", "std", "seeds"}, ...]`` (one per split; sample
+    variances, ddof 1; 0 for one value)."""
+    means = [r["mean"] for r in split_rows if r.get("mean") is not None]
+    seed_vars = [r["std"] ** 2 for r in split_rows if r.get("std") is not None]
+    _, split_std = mean_std(means)
+    return {"seed": sum(seed_vars) / len(seed_vars) if seed_vars else None,
+            "split": None if split_std is None else split_std ** 2, "splits": len(means)}
+
+
 def space_file(model, properties_dir):
     """``properties/tune/<Model>.yaml`` or None when the model ships no search space."""
     path = Path(properties_dir) / "tune" / f"{model}.yaml"

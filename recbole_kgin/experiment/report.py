@@ -134,7 +134,9 @@ CSV_FIELDS_TAIL = ["p_value", "p_value_adj", "p_value_ndcg@20", "p_value_ndcg@20
                    "significance_reference", "n_users_tested", "delta_reference",
                    *[f"{f}_{m}" for m in ("recall@20", "ndcg@20")
                      for f in ("delta", "ci_low", "ci_high", "effect")],
-                   "p_value_vs_full", "p_value_vs_full_adj", "kg_triplets", "distinct_configurations",
+                   "p_value_vs_full", "p_value_vs_full_adj", "recall@20_splits_mean",
+                   "recall@20_splits_std", "ndcg@20_splits_mean", "ndcg@20_splits_std",
+                   "splits_done", "kg_triplets", "distinct_configurations",
                    "epochs_total", "wall_s", "cpu_s", "gpu_s", "seconds_per_epoch",
                    "total_seconds", "n_params", "error"]
 
@@ -263,6 +265,7 @@ def render_markdown(summary, rows, decimals):
     if summary.get("wall_seconds") is not None:
         lines.append(f"- wall time of this command: {summary['wall_seconds']:.0f} s")
     lines.append(f"- command: `{summary['command']}`")
+    lines += split_lines(summary, main_rows, decimals)
     lines += ledger_lines(main_rows)
     lines += kg_control_lines(summary, rows, decimals)
     lines += group_lines(summary, decimals)
@@ -366,11 +369,7 @@ def significance_mark(p_adjusted, alpha):
 def render_deltas(rows, column, title, alpha=0.05):
     """PNG bytes: the change of ``column`` from the full KG to every variant, per model (``*``:
     adjusted p against the full KG below ``alpha``)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     variants = [r for r in rows if r.get("base_model") and r["status"] == "ok"
                 and r.get(f"delta_{column}") is not None]
     models = list(dict.fromkeys(r["base_model"] for r in variants))
@@ -394,57 +393,60 @@ def render_deltas(rows, column, title, alpha=0.05):
     ax.grid(axis="y", alpha=0.3)
     if kinds:
         ax.legend(fontsize=8)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
+    return _png(fig)
 
 
-def render_curves(rows, valid_metric, title):
-    """PNG bytes: validation metric per epoch of each model's first seed run."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    drawn = 0
-    for row in rows:
-        history = row.get("valid_history") or []
-        if not history:
-            continue
-        ax.plot([h["epoch"] + 1 for h in history], [h["score"] for h in history],
-                "-" if row["status"] == "ok" else "--", marker="o", markersize=3,
-                label=row["model"])
-        drawn += 1
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"validation {valid_metric}")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if drawn:
-        ax.legend(fontsize=8, ncol=2)
-    else:
-        ax.text(0.5, 0.5, "no validation results yet", ha="center", va="center",
-                transform=ax.transAxes)
+    return plt
+
+
+def _png(fig):
+    """The figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
+    _pyplot().close(fig)
     return buffer.getvalue()
+
+
+def _line_plot(series, xlabel, ylabel, title, empty_text):
+    """PNG bytes of ``series`` (``(label, xs, ys, line style)``) on integer x ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = _pyplot().subplots(figsize=(8, 5))
+    for name, xs, ys, style in series:
+        ax.plot(xs, ys, style, marker="o", markersize=3, label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(fontsize=8, ncol=2)
+    else:
+        ax.text(0.5, 0.5, empty_text, ha="center", va="center", transform=ax.transAxes)
+    return _png(fig)
+
+
+def render_curves(rows, valid_metric, title):
+    """PNG bytes: validation metric per epoch of each model's first seed run."""
+    series = [(row["model"], [h["epoch"] + 1 for h in row["valid_history"]],
+               [h["score"] for h in row["valid_history"]], "-" if row["status"] == "ok" else "--")
+              for row in rows if row.get("valid_history")]
+    return _line_plot(series, "epoch", f"validation {valid_metric}", title,
+                      "no validation results yet")
 
 
 def render_bars(rows, column, reference, title, alpha=0.05):
     """PNG bytes: mean ± std of ``column`` per model, best first, the reference in red, with the
     significance mark of each model against it (``*``: adjusted p below ``alpha``, n.s.
     otherwise)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     ok = sorted((r for r in rows if r["status"] == "ok" and r.get(column) is not None),
                 key=lambda r: -r[column])
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(ok) + 2), 4.5))
@@ -461,11 +463,7 @@ def render_bars(rows, column, reference, title, alpha=0.05):
     ax.set_ylabel(f"test {label(column)} (mean ± std over seeds)")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
+    return _png(fig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,6 +536,32 @@ def edge_sentence(params, edges, space):
 # tuning adequacy, the budget ledger, LaTeX
 
 
+def split_lines(summary, rows, decimals):
+    """Mean ± std across split seeds beside the seed std, and the variance components."""
+    splits = summary.get("split_seeds") or []
+    if len(splits) < 2:
+        return []
+    lines = ["", f"Split seeds {', '.join(map(str, splits))}: the configuration selected on the first "
+             "split, retrained with the same model seeds on each split (RecBole's seeded random "
+             "split); Recall@20 as mean ± std across the split means, beside the first split's "
+             "seed std, and the variance components (seed: mean within-split variance over seeds; "
+             "split: variance of the split means).", "",
+             "| model | splits | Recall@20 across splits | seed std (first split) | var seed | var split |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["status"] != "ok" or r.get("recall@20_splits_mean") is None:
+            continue
+        components = r.get("variance_recall@20") or {}
+        seed_var, split_var = components.get("seed"), components.get("split")
+        cells = [r["model"], str(r.get("splits_done")),
+                 f"{r['recall@20_splits_mean']:.{decimals}f} ± {r['recall@20_splits_std']:.{decimals}f}",
+                 f"{(r.get('recall@20_std') or 0.0):.{decimals}f}",
+                 "-" if seed_var is None else f"{seed_var:.2e}",
+                 "-" if split_var is None else f"{split_var:.2e}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def ledger_lines(rows):
     """The tuning and budget ledger of the finished rows, with totals."""
     ok = [r for r in rows if r["status"] == "ok"]
@@ -570,17 +594,9 @@ def ledger_lines(rows):
 def render_tuning(rows, valid_metric, title):
     """PNG bytes: every searched model's best validation metric so far against the trial number
     (trials in the order Ray created them)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    drawn = 0
+    series = []
     for row in rows:
-        log = [t for t in ((row.get("search") or {}).get("trial_log") or [])]
-        scores = [t["best_valid"] for t in log]
+        scores = [t["best_valid"] for t in ((row.get("search") or {}).get("trial_log") or [])]
         if not scores or row.get("base_model"):
             continue
         best, curve = None, []
@@ -588,28 +604,9 @@ def render_tuning(rows, valid_metric, title):
             if score is not None and (best is None or score > best):
                 best = score
             curve.append(best)
-        ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=row["model"])
-        drawn += 1
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("trial")
-    ax.set_ylabel(f"best validation {valid_metric} so far")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if drawn:
-        ax.legend(fontsize=8, ncol=2)
-    else:
-        ax.text(0.5, 0.5, "no search trials", ha="center", va="center", transform=ax.transAxes)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#",
-        "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
-        "±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "≈": r"$\approx$", "–": "--",
-        "−": "-", "<": r"\textless{}", ">": r"\textgreater{}", "`": ""}
+        series.append((row["model"], list(range(1, len(curve) + 1)), curve, "-"))
+    return _line_plot(series, "trial", f"best validation {valid_metric} so far", title,
+                      "no search trials")
 
 
 def _tex(text):
