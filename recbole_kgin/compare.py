@@ -367,27 +367,8 @@ def run_model(name, config, args, budget, seeds, run_dir, settings):
     row.update(trials=trials, params=params, search=search_summary, settings=settings,
                kg_variant="full" if reads_kg else None, kg_triplets=triplets if reads_kg else None,
                wall_seconds=time.perf_counter() - start)
-    row.update(ledger(row, search_summary, args))
+    row.update(protocol.ledger(row, search_summary, args.cpus_per_trial, args.gpus_per_trial))
     return row
-
-
-def ledger(row, search_summary, args):
-    """What the row cost: distinct configurations tried, epochs trained (search and seed runs),
-    wall seconds of this command's work on it, and CPU / GPU seconds as reserved from Ray
-    (each trial's time times its CPUs / GPUs per trial)."""
-    trials = (search_summary or {}).get("trial_log") or []
-    seeds = row.get("seed_results") or []
-    seconds = sum(t.get("seconds") or 0.0 for t in trials) + sum(
-        s.get("total_seconds") or 0.0 for s in seeds)
-    return {
-        "distinct_configurations": (search_summary or {}).get("distinct_configurations",
-                                                              0 if row.get("trials") == 0 else 1),
-        "epochs_total": sum(t.get("epochs_run") or 0 for t in trials) + sum(
-            s.get("epochs_run") or 0 for s in seeds),
-        "wall_s": row.get("wall_seconds"),
-        "cpu_s": seconds * float(args.cpus_per_trial),
-        "gpu_s": seconds * float(args.gpus_per_trial),
-    }
 
 
 def run_variant(name, variant, config, args, budget, seeds, run_dir, settings, base_row):
@@ -407,7 +388,7 @@ def run_variant(name, variant, config, args, budget, seeds, run_dir, settings, b
     row.update(model=variant_name(name, variant), base_model=name, kg_variant=variant,
                kg_triplets=triplets, trials=0, params=params, settings=settings,
                wall_seconds=time.perf_counter() - start)
-    row.update(ledger(row, None, args))
+    row.update(protocol.ledger(row, None, args.cpus_per_trial, args.gpus_per_trial))
     return row
 
 
@@ -433,25 +414,6 @@ def run_split(name, split, config, args, budget, seeds, run_dir, row):
             **{k: result[k] for c in columns for k in (c, f"{c}_std")}}
 
 
-def add_split_statistics(rows, split_seeds):
-    """``<metric>_splits_mean`` / ``_splits_std`` over the split means (the first split's row and
-    every other split's runs) and ``variance_<metric>`` (seed and split components) of every
-    finished full-KG row, for the significance metrics."""
-    if len(split_seeds) < 2:
-        return
-    for row in rows:
-        if row["status"] != "ok" or row.get("base_model"):
-            continue
-        others = [s for s in (row.get("splits") or {}).values() if s.get("status") == "ok"]
-        for column in protocol.SIGNIFICANCE_METRICS:
-            per_split = [{"mean": row[column], "std": row.get(f"{column}_std")}] + [
-                {"mean": s.get(column), "std": s.get(f"{column}_std")} for s in others]
-            mean, std = protocol.mean_std([p["mean"] for p in per_split])
-            row[f"{column}_splits_mean"], row[f"{column}_splits_std"] = mean, std
-            row[f"variance_{column}"] = protocol.variance_components(per_split, column)
-        row["splits_done"] = 1 + len(others)
-
-
 def variant_name(name, variant):
     return f"{name}@{variant}"
 
@@ -475,7 +437,7 @@ def write_outputs(run_dir, summary, rows, seeds, decimals):
     means = per_user.write_tables(run_dir, rows, seeds)
     summary = dict(summary)
     summary["significance_reference"] = stats.add_significance(rows, means, summary["split_seed"])
-    add_split_statistics(rows, summary.get("split_seeds") or [])
+    stats.add_split_statistics(rows, summary.get("split_seeds") or [])
     group_table = stats.group_rows(rows, means, summary["significance_reference"])
     correction = summary["statistics"]["correction"]
     summary["statistics"]["family_size"] = stats.correct_family(rows, group_table, correction)

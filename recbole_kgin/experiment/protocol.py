@@ -259,3 +259,22 @@ def space_size(space):
         else:
             return "continuous"
     return size
+
+
+def ledger(row, search_summary, cpus_per_trial, gpus_per_trial):
+    """What the row cost: distinct configurations tried, epochs trained (search and seed runs),
+    wall seconds of this command's work on it, and CPU / GPU seconds as reserved from Ray
+    (each trial's time times its CPUs / GPUs per trial)."""
+    trials = (search_summary or {}).get("trial_log") or []
+    seeds = row.get("seed_results") or []
+    seconds = sum(t.get("seconds") or 0.0 for t in trials) + sum(
+        s.get("total_seconds") or 0.0 for s in seeds)
+    return {
+        "distinct_configurations": (search_summary or {}).get("distinct_configurations",
+                                                              0 if row.get("trials") == 0 else 1),
+        "epochs_total": sum(t.get("epochs_run") or 0 for t in trials) + sum(
+            s.get("epochs_run") or 0 for s in seeds),
+        "wall_s": row.get("wall_seconds"),
+        "cpu_s": seconds * float(cpus_per_trial),
+        "gpu_s": seconds * float(gpus_per_trial),
+    }

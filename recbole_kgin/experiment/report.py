@@ -609,6 +609,12 @@ def render_tuning(rows, valid_metric, title):
                       "no search trials")
 
 
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#",
+        "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
+        "±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "≈": r"$\approx$", "–": "--",
+        "−": "-", "<": r"\textless{}", ">": r"\textgreater{}", "`": ""}
+
+
 def _tex(text):
     """``text`` with LaTeX's special characters escaped, character by character."""
     return "".join(_TEX.get(ch, ch) for ch in str(text))

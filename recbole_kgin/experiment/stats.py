@@ -7,7 +7,8 @@ import numpy as np
 
 from recbole_kgin.experiment import groups
 from recbole_kgin.experiment.per_user import as_dict
-from recbole_kgin.experiment.protocol import SIGNIFICANCE_METRICS, reference_model
+from recbole_kgin.experiment.protocol import (SIGNIFICANCE_METRICS, mean_std, reference_model,
+                                              variance_components)
 
 
 def _aligned(reference, other):
@@ -216,3 +217,22 @@ def correct_family(rows, group_table, method="holm"):
     for (holder, key), value in zip(slots, adjusted):
         holder[f"{key}_adj"] = value
     return len(slots)
+
+
+def add_split_statistics(rows, split_seeds):
+    """``<metric>_splits_mean`` / ``_splits_std`` over the split means (the first split's row and
+    every other split's runs) and ``variance_<metric>`` (seed and split components) of every
+    finished full-KG row, for the significance metrics."""
+    if len(split_seeds) < 2:
+        return
+    for row in rows:
+        if row["status"] != "ok" or row.get("base_model"):
+            continue
+        others = [s for s in (row.get("splits") or {}).values() if s.get("status") == "ok"]
+        for column in SIGNIFICANCE_METRICS:
+            per_split = [{"mean": row[column], "std": row.get(f"{column}_std")}] + [
+                {"mean": s.get(column), "std": s.get(f"{column}_std")} for s in others]
+            mean, std = mean_std([p["mean"] for p in per_split])
+            row[f"{column}_splits_mean"], row[f"{column}_splits_std"] = mean, std
+            row[f"variance_{column}"] = variance_components(per_split, column)
+        row["splits_done"] = 1 + len(others)
