@@ -159,3 +159,11 @@ def test_runs_are_deterministic_whatever_the_seed(data_root, name):
     first, dataset = _build(data_root, name, seed=1, split_seed=7)
     second, _ = _build(data_root, name, seed=99, split_seed=7)
     assert np.array_equal(_all_scores(first, dataset), _all_scores(second, dataset))
+
+
+def test_near_dense_features_are_refused_in_one_line(data_root, monkeypatch):
+    from recbole_kgin.model import kg_content
+
+    monkeypatch.setattr(kg_content, "MAX_FEATURES", 10)
+    with pytest.raises(ValueError, match=r"config key 'kg_hops' = 2: .* item-entity features"):
+        _build(data_root, "KGItemKNN", kg_hops=2)

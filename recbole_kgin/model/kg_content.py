@@ -26,6 +26,20 @@ def kg_options(config):
     return hops, (list(relations) if relations else None), weighting
 
 
+# Item-entity features above this count are refused: two hops through hub entities can reach most
+# of a KG (17,459 of 28,258 entities per item on lastfm-kg-resplit-u2k), and the similarity of such
+# near-dense features costs hours and gigabytes for no signal.
+MAX_FEATURES = 50_000_000
+
+
+def check_feature_count(features, hops):
+    if features.nnz > MAX_FEATURES:
+        raise ValueError(
+            f"config key 'kg_hops' = {hops}: {features.nnz:,} item-entity features "
+            f"({features.nnz / max(1, features.shape[0]):,.0f} per item) exceed {MAX_FEATURES:,}; "
+            "the KG neighbourhood is nearly dense at this depth: use fewer hops or kg_relations")
+
+
 class KGContentRecommender(KnowledgeRecommender):
     """A user's score of item ``i`` is ``sum_j X[u, j] W[j, i]`` over the training interactions
     ``X`` and the item x item weights ``W`` (``item_similarity``, SciPy sparse or dense) that a
@@ -37,7 +51,9 @@ class KGContentRecommender(KnowledgeRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        features = dataset_features(dataset, *kg_options(config))
+        hops, relations, weighting = kg_options(config)
+        features = dataset_features(dataset, hops, relations, weighting)
+        check_feature_count(features, hops)
         self.interaction_matrix = dataset.inter_matrix(form="csr").astype(np.float64)
         self.item_similarity = self.item_weights(config, self.interaction_matrix, features)
         self.fake_loss = torch.nn.Parameter(torch.zeros(1))  # RecBole's trainer needs a parameter
