@@ -410,8 +410,13 @@ def run_split(name, split, config, args, budget, seeds, run_dir, row):
     except Exception as err:
         return {"status": "failed", "error": short_error(err) or repr(err)}
     columns = report.metric_columns()
+    cost = protocol.ledger(result, None, args.cpus_per_trial, args.gpus_per_trial)
     return {"status": "ok", "seeds": result["seeds"], "split": result["split"],
+            **{k: cost[k] for k in LEDGER_SUMS},
             **{k: result[k] for c in columns for k in (c, f"{c}_std")}}
+
+
+LEDGER_SUMS = ("epochs_total", "cpu_s", "gpu_s")  # a split's runs add to its model's ledger
 
 
 def variant_name(name, variant):
@@ -612,8 +617,12 @@ def main(argv=None):
                 if not row or row["status"] != "ok" or str(split) in (row.get("splits") or {}):
                     continue
                 print(f"[split {split}] {name}: running ...", flush=True)
-                row.setdefault("splits", {})[str(split)] = run_split(
-                    name, split, configs[name], args, budget, seeds, run_dir, row)
+                started_split = time.perf_counter()
+                done = run_split(name, split, configs[name], args, budget, seeds, run_dir, row)
+                done["wall_s"] = time.perf_counter() - started_split
+                row.setdefault("splits", {})[str(split)] = done
+                for key in (*LEDGER_SUMS, "wall_s"):
+                    row[key] = (row.get(key) or 0) + (done.get(key) or 0)
                 write_json(run_dir / "models" / f"{name}.json", row)
                 summary["wall_seconds"] = time.perf_counter() - start
                 write_outputs(run_dir, summary, ordered(), seeds, decimals)
