@@ -22,19 +22,18 @@ seed runs are kept. Exit status: 0 when every model ran, 1 when one failed, 2 on
 
 import difflib
 import hashlib
+import json
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from recbole_kgin.arguments import parse_compare, search_options
 from recbole_kgin.data import kg_variant_hook
 from recbole_kgin.errors import UsageError
 from recbole_kgin.experiment import files, per_user, protocol, report, search, stats
-from recbole_kgin.experiment.files import read_json, write_atomic, write_json, write_npz
+from recbole_kgin.experiment.files import read_json, write_atomic, write_json
 from recbole_kgin.experiment.runner import build_dataset_blob
 
 # Model types whose models rank the full item set through RecBole's full-sort evaluator.
@@ -129,8 +128,6 @@ def check_dataset_files(config):
 
 def protocol_of(config):
     """The configuration every model must share, as JSON-friendly values."""
-    import json
-
     from recbole_kgin.experiment.files import jsonable
 
     values = {}
@@ -269,8 +266,6 @@ def select_configuration(name, config, args, budget, model_dir, blob, memory=Non
     edges = protocol.edge_flags(best["params"], settings["space"])
     write_atomic(model_dir / "trials.md", report.trials_markdown(
         rows, list(settings["space"]), settings, edges, best["params"]))
-    import json
-
     summary = {"params": best["params"], "trials": len(rows), "best_trial": best["trial_id"],
                "search_best_valid": best["best_valid"], "space_file": settings["space_file"],
                "trials_errored": sum(r["status"] == "error" for r in rows),
@@ -310,9 +305,12 @@ def summarise_seeds(name, seed_records, budget, bigger):
     return row
 
 
-def dataset_facts(blob):
+def dataset_facts(name, blob):
     """``(items, KG triplets or None)`` of a pickled dataset (triplets as the models see them,
-    inverse relations included)."""
+    inverse relations included), for a model that needs them (a memory request or a KG row);
+    ``(None, None)`` without unpickling for any other model."""
+    if name not in protocol.ITEM_ITEM_MEMORY and not _is_knowledge_aware(name):
+        return None, None
     import pickle
 
     dataset = pickle.loads(blob)
@@ -358,7 +356,7 @@ def run_model(name, config, args, budget, seeds, run_dir, settings):
     model_dir = run_dir / "models" / name
     start = time.perf_counter()
     blob = build_dataset_blob(name, config["dataset"], user_layer(config), model_dir / "dataset")
-    items, triplets = dataset_facts(blob)
+    items, triplets = dataset_facts(name, blob)
     memory = memory_request(name, items)
     params, trials, search_summary = select_configuration(name, config, args, budget, model_dir,
                                                            blob, memory)
@@ -381,7 +379,7 @@ def run_variant(name, variant, config, args, budget, seeds, run_dir, settings, b
     extra = {"kg_variant": variant}
     blob = build_dataset_blob(name, config["dataset"], {**user_layer(config), **extra},
                               model_dir / "dataset")
-    items, triplets = dataset_facts(blob)
+    items, triplets = dataset_facts(name, blob)
     params = base_row.get("params") or {}
     row = final_runs(name, config, args, budget, seeds, model_dir, blob, params,
                      memory_request(name, items), extra)
@@ -400,7 +398,7 @@ def run_split(name, split, config, args, budget, seeds, run_dir, row):
 
     model_dir = run_dir / "models" / name / f"split-{split}"
     blob = build_dataset_blob(name, config["dataset"], user_layer(config), model_dir / "dataset")
-    items, _ = dataset_facts(blob)
+    items, _ = dataset_facts(name, blob)
     try:
         result = final_runs(name, config, args, budget, seeds, model_dir, blob,
                             row.get("params") or {}, memory_request(name, items),

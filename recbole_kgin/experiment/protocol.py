@@ -1,11 +1,10 @@
 # -*- coding: utf-8 -*-
-"""The benchmark protocol: equal budgets, search spaces, seeds, convergence, aggregation over seeds
-and the paired significance test. Pure functions of plain data (no training here)."""
+"""The benchmark protocol: equal budgets, search spaces, seeds, convergence, aggregation over seeds,
+range-edge flags and the budget ledger. Pure functions of plain data (no training here; the
+statistics are in :mod:`recbole_kgin.experiment.stats`)."""
 
 import math
 from pathlib import Path
-
-import numpy as np
 
 from recbole_kgin.errors import UsageError
 

@@ -23,9 +23,13 @@ def paired_test(reference, other):
     """Two-sided Wilcoxon signed-rank test of ``other`` against ``reference`` (``{user: value}``)
     over the users both have (NaN values left out). Returns ``(p_value, n_users)``; p = 1.0 when
     every difference is 0."""
+    return _wilcoxon(*_aligned(reference, other))
+
+
+def _wilcoxon(a, b):
+    """``(p_value, n)`` of the paired arrays ``a`` and ``b`` (see :func:`paired_test`)."""
     from scipy.stats import wilcoxon
 
-    a, b = _aligned(reference, other)
     if not len(a):
         return None, 0
     if np.all(a == b):
@@ -41,7 +45,7 @@ def paired_comparison(reference, other, seed):
     Wilcoxon p-value, the users, the mean per-user difference with its seeded paired-bootstrap
     95 % interval, and the rank-biserial effect size."""
     a, b = _aligned(reference, other)
-    p, n = paired_test(reference, other)
+    p, n = _wilcoxon(a, b)
     delta, low, high = paired_bootstrap_ci(a, b, BOOTSTRAP["resamples"], seed, BOOTSTRAP["level"])
     return {"p": p, "n": n, "delta": delta, "ci_low": low, "ci_high": high,
             "effect": rank_biserial(a, b) if n else None}
