@@ -103,7 +103,7 @@ def test_paper_protocol_exact_files(tmp_path, conv_out):
     stats = conv.convert(src, "ds", conv_out, valid="paper", quiet=True)
     d = conv_out / "ds"
     assert sorted(p.name for p in d.iterdir()) == sorted(
-        ["ds.train.inter", "ds.valid.inter", "ds.test.inter", "ds.kg", "ds.link", "ds.yaml",
+        ["ds.train.inter", "ds.valid.inter", "ds.test.inter", "ds.kg", "ds.link", "ds.item", "ds.yaml",
          "stats.json"])
     assert read_pairs(d / "ds.train.inter") == [(0, 0), (0, 1), (0, 2), (1, 2), (1, 3), (2, 4)]
     assert read_pairs(d / "ds.test.inter") == [(0, 3), (1, 0), (2, 1)]
@@ -127,7 +127,7 @@ def test_paper_protocol_exact_files(tmp_path, conv_out):
     assert "test-selected" in text
     cfg = yaml.safe_load(text)
     assert cfg["benchmark_filename"] == ["train", "valid", "test"]
-    assert cfg["load_col"] == {"inter": ["user_id", "item_id"],
+    assert cfg["load_col"] == {"inter": ["user_id", "item_id"], "item": ["item_id"],
                                "kg": ["head_id", "relation_id", "tail_id"],
                                "link": ["item_id", "entity_id"]}
     assert cfg["eval_args"] == {"group_by": "user", "order": "RO", "mode": "full"}
@@ -149,7 +149,8 @@ def test_duplicates_counted_per_user_only(tmp_path, conv_out):
 
 
 def test_link_item_k_is_entity_k(tmp_path, conv_out):
-    # item 3 is never interacted (stays a plain entity); item 6 is interacted but has no triplet.
+    # no item list: the catalogue is ids 0..6. Item 3 is never interacted but is in the catalogue
+    # and the KG (linked); items 4, 5 and 6 have no triplet (no link row), 6 is interacted.
     files = {"train.txt": "0 0 1\n1 2 6\n", "test.txt": "0 2\n1 0\n",
              "kg_final.txt": "0 0 7\n1 0 8\n2 1 7\n3 1 8\n"}
     src = write_src(tmp_path, files)
@@ -157,9 +158,11 @@ def test_link_item_k_is_entity_k(tmp_path, conv_out):
     rows = (conv_out / "ds" / "ds.link").read_text().splitlines()[1:]
     pairs = [tuple(r.split("\t")) for r in rows]
     assert all(a == b for a, b in pairs)
-    assert [a for a, _ in pairs] == ["0", "1", "2"]
-    assert stats["counts"]["items_without_kg"] == 1
-    assert stats["counts"]["item_ids"] == 7
+    assert [a for a, _ in pairs] == ["0", "1", "2", "3"]
+    assert (conv_out / "ds" / "ds.item").read_text().splitlines() == [
+        "item_id:token", *map(str, range(7))]
+    c = stats["counts"]
+    assert (c["items"], c["items_interacted"], c["items_without_kg"], c["item_ids"]) == (7, 4, 3, 7)
 
 
 def test_holdout_protocol(tmp_path, conv_out):
@@ -233,33 +236,153 @@ def test_resplit_pools_train_and_test(tmp_path, conv_out):
     assert stats["counts"]["interactions"]["total_unique"] == 6
 
 
-def test_users_subsample_keeps_kg_consistent(tmp_path, conv_out):
+def read_kg_rows(path: Path) -> list[tuple[int, int, int]]:
+    return [tuple(map(int, r.split("\t"))) for r in path.read_text().splitlines()[1:]]
+
+
+def read_items(path: Path) -> list[int]:
+    return [int(r) for r in path.read_text().splitlines()[1:]]
+
+
+def test_users_subsample_keeps_catalogue_and_kg(tmp_path, conv_out):
     files = random_files(seed=4, with_train=False)
     src = write_src(tmp_path, files)
     full = conv.convert(src, "full", conv_out, resplit="0.8,0.1,0.1", quiet=True)
     sub = conv.convert(src, "sub", conv_out, resplit="0.8,0.1,0.1", users=40, quiet=True)
-    assert sub["counts"]["users"] == 40
+    assert sub["counts"]["users"] == 40 and sub["subsample"]["mode"] == "users"
     assert sub["raw_pairs"]["test.txt"] < full["raw_pairs"]["test.txt"]
-    inter = {s: read_pairs(conv_out / "sub" / f"sub.{s}.inter") for s in ("train", "valid", "test")}
-    items = {i for pairs in inter.values() for _, i in pairs}
-    kg_rows = [tuple(map(int, r.split("\t"))) for r in
-               (conv_out / "sub" / "sub.kg").read_text().splitlines()[1:]]
-    full_kg = [tuple(map(int, r.split("\t"))) for r in
-               (conv_out / "full" / "full.kg").read_text().splitlines()[1:]]
-    assert all(h in items or t in items for h, _, t in kg_rows)
-    assert set(kg_rows) == {(h, r, t) for h, r, t in full_kg if h in items or t in items}
-    links = [int(r.split("\t")[0]) for r in (conv_out / "sub" / "sub.link").read_text().splitlines()[1:]]
-    kg_ids = {h for h, _, _ in kg_rows} | {t for _, _, t in kg_rows}
-    assert set(links) == items & kg_ids
-    assert sub["counts"]["triplets"] == len(kg_rows) < full["counts"]["triplets"]
+    # leak-free: the catalogue and the KG are the whole dataset's, whatever the users hold out
+    for suffix in ("item", "kg", "link"):
+        assert (conv_out / "sub" / f"sub.{suffix}").read_bytes() == (
+            conv_out / "full" / f"full.{suffix}").read_bytes()
     # the subsample's split is the full split restricted to the kept users
+    inter = {s: read_pairs(conv_out / "sub" / f"sub.{s}.inter") for s in ("train", "valid", "test")}
     users = {u for pairs in inter.values() for u, _ in pairs}
     for s in ("train", "valid", "test"):
         full_pairs = read_pairs(conv_out / "full" / f"full.{s}.inter")
         assert inter[s] == [p for p in full_pairs if p[0] in users]
-    # two hops keep more
-    two = conv.convert(src, "two", conv_out, resplit="0.8,0.1,0.1", users=40, kg_hops=2, quiet=True)
+    assert sub["density"]["parent"] == full["density"]["parent"]
+    assert sub["density"]["subset"]["users"] == 40
+    # --min-user-inter: only users with that many items are drawn
+    big = conv.convert(src, "big", conv_out, resplit="0.8,0.1,0.1", users=10, min_user_inter=5,
+                       quiet=True)
+    counts = {}
+    for s in ("train", "valid", "test"):
+        for u, _ in read_pairs(conv_out / "big" / f"big.{s}.inter"):
+            counts[u] = counts.get(u, 0) + 1
+    assert len(counts) == 10 and min(counts.values()) >= 5
+    assert big["counts"]["users"] == 10
+
+
+def test_items_subset_catalogue_users_and_kg(tmp_path, conv_out):
+    files = random_files(seed=6, n_users=200, n_items=60, n_ent=40, with_train=False)
+    src = write_src(tmp_path, files)
+    full = conv.convert(src, "full", conv_out, resplit="0.8,0.1,0.1", quiet=True)
+    sub = conv.convert(src, "sub", conv_out, resplit="0.8,0.1,0.1", items=20, min_user_inter=2,
+                       quiet=True)
+    catalogue = read_items(conv_out / "sub" / "sub.item")
+    assert len(catalogue) == 20 == sub["counts"]["items"] and sub["subsample"]["mode"] == "items"
+    cat = set(catalogue)
+    inter = {s: read_pairs(conv_out / "sub" / f"sub.{s}.inter") for s in ("train", "valid", "test")}
+    pairs = [p for part in inter.values() for p in part]
+    assert {i for _, i in pairs} <= cat
+    # every pair of a kept user with a drawn item is kept; users have 2+ of them
+    raw = {(int(l.split()[0]), int(x)) for l in files["test.txt"].splitlines() for x in l.split()[1:]}
+    per_user = {}
+    for u, i in raw:
+        if i in cat:
+            per_user.setdefault(u, set()).add(i)
+    kept = {u for u, its in per_user.items() if len(its) >= 2}
+    assert set(pairs) == {(u, i) for u, its in per_user.items() if u in kept for i in its}
+    # the KG is the 1-hop neighbourhood of the catalogue; links are the catalogue items in it
+    full_kg = read_kg_rows(conv_out / "full" / "full.kg")
+    kg = read_kg_rows(conv_out / "sub" / "sub.kg")
+    assert set(kg) == {t for t in full_kg if t[0] in cat or t[2] in cat}
+    ids = {h for h, _, _ in kg} | {t for _, _, t in kg}
+    links = [int(r.split("\t")[0]) for r in (conv_out / "sub" / "sub.link").read_text().splitlines()[1:]]
+    assert set(links) == cat & ids
+    two = conv.convert(src, "two", conv_out, resplit="0.8,0.1,0.1", items=20, kg_hops=2, quiet=True)
     assert two["counts"]["triplets"] >= sub["counts"]["triplets"]
+    assert read_items(conv_out / "two" / "two.item") == catalogue      # same seed, same draw
+    d = sub["density"]
+    assert d["parent"] == full["density"]["parent"]
+    assert d["subset"]["catalogue_items"] == 20 and d["parent"]["catalogue_items"] == 60
+    train_items = {i for _, i in inter["train"]}
+    cold = sum(i not in train_items for _, i in inter["test"]) / len(inter["test"])
+    assert d["subset"]["cold_test_share"] == pytest.approx(cold)
+    assert d["subset"]["train_per_user"] == round(len(inter["train"]) / len(kept), 3)
+
+
+def test_item_groups_draw_whole_groups(tmp_path, conv_out):
+    # items 0..11; relation 1 joins item k to "artist" entity 20 + k // 3 (groups of 3); item 11
+    # has no artist (a group of its own); relation 0 is a second, unrelated edge per item
+    kg = "".join(f"{k} 1 {20 + k // 3}\n" for k in range(11))
+    kg += "".join(f"{k} 0 {30 + k % 2}\n" for k in range(12))
+    lines = "".join(f"{u} " + " ".join(str((u + j) % 12) for j in range(4)) + "\n"
+                    for u in range(30))
+    files = {"test.txt": lines, "kg_final.txt": kg,
+             "relation_list.txt": "org_id remap_id\nhttp://x/music.genre 0\nhttp://x/music.artist 1\n"}
+    src = write_src(tmp_path, files)
+    for spec in ("1", "artist", "http://x/music.artist"):
+        stats = conv.convert(src, f"g{spec[-1]}", conv_out, resplit="0.8,0.1,0.1", items=5,
+                             item_groups=spec, overwrite=True, quiet=True)
+        drawn = set(read_items(conv_out / f"g{spec[-1]}" / f"g{spec[-1]}.item"))
+        groups = [{3 * g, 3 * g + 1, 3 * g + 2} - {11} for g in range(4)] + [{11}]
+        assert all(grp <= drawn or not grp & drawn for grp in groups), drawn
+        assert len(drawn) >= 5 and stats["subsample"]["item_groups"]["relation"] == 1
+        assert stats["counts"]["items"] == len(drawn)
+
+
+def test_subset_never_depends_on_held_out_pairs(tmp_path, conv_out):
+    """Remove a subset's valid and test pairs from the source, convert again: the same catalogue
+    and the same KG (the users and the split may differ; the items and the KG may not)."""
+    files = random_files(seed=7, n_users=150, n_items=50, n_ent=30, with_train=False)
+    for args in ({"items": 15, "min_user_inter": 2}, {"items": 20, "kg_hops": 2},
+                 {"users": 30}):
+        src = write_src(tmp_path, files, name="complete")
+        conv.convert(src, "a", conv_out, resplit="0.6,0.2,0.2", overwrite=True, quiet=True, **args)
+        held = set(read_pairs(conv_out / "a" / "a.valid.inter")) | set(
+            read_pairs(conv_out / "a" / "a.test.inter"))
+        assert held
+        kept_lines = []
+        for line in files["test.txt"].splitlines():
+            u, *its = map(int, line.split())
+            its = [i for i in its if (u, i) not in held]
+            if its:
+                kept_lines.append(" ".join(map(str, [u, *its])))
+        src2 = write_src(tmp_path, {**files, "test.txt": "\n".join(kept_lines) + "\n"},
+                         name="reduced")
+        conv.convert(src2, "b", conv_out, resplit="0.6,0.2,0.2", overwrite=True, quiet=True, **args)
+        for suffix in ("item", "kg"):
+            assert (conv_out / "a" / f"a.{suffix}").read_bytes() == (
+                conv_out / "b" / f"b.{suffix}").read_bytes(), (args, suffix)
+
+
+def test_recbole_ranks_the_whole_catalogue_of_a_subset(tmp_path, conv_out):
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+
+    files = random_files(seed=8, n_users=80, n_items=40, n_ent=20, with_train=False)
+    # ids 40..44 are items nobody interacted with; 41 of 45 drawn include at least one of them
+    files["item_list.txt"] = "org_id remap_id\n" + "".join(f"i{k} {k}\n" for k in range(45))
+    src = write_src(tmp_path, files)
+    stats = conv.convert(src, "tiny", conv_out, resplit="0.8,0.1,0.1", items=41,
+                         min_user_inter=3, quiet=True)
+    c = stats["counts"]
+    assert c["items_interacted"] < c["items"] == 41
+    cfg = yaml.safe_load((conv_out / "tiny" / "tiny.yaml").read_text())
+    config = Config(model="KGIN", dataset="tiny",
+                    config_dict={"data_path": str(conv_out), **cfg,
+                                 "checkpoint_dir": str(tmp_path / "saved"),
+                                 "show_progress": False, "train_batch_size": 64})
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    assert dataset.item_num - 1 == 41
+    assert sorted(int(t) for t in dataset.field2id_token["item_id"][1:]) == read_items(
+        conv_out / "tiny" / "tiny.item")
+    assert len(dataset.item2entity) == c["links"]
+    assert [train._dataset.inter_num, valid._dataset.inter_num, test._dataset.inter_num] == [
+        c["interactions"]["train"], c["interactions"]["valid"], c["interactions"]["test"]]
 
 
 def test_crlf_and_trailing_blank_line_accepted(tmp_path):
@@ -351,6 +474,34 @@ BAD_INPUTS = [
     ("id-list-out-of-sequence", {"relation_list.txt": "org_id remap_id\na 0\nb 2\n"},
      "relation_list.txt", 3, "out of sequence"),
 ]
+
+# (id, options, words): option errors name the option
+BAD_OPTIONS = [
+    ("users-and-items", ["--users", "2", "--items", "2"], "--users and --items"),
+    ("groups-without-items", ["--item-groups", "0"], "--item-groups needs --items"),
+    ("unknown-relation", ["--items", "2", "--item-groups", "nope"], "no relation of that name"),
+    ("ambiguous-relation", ["--items", "2", "--item-groups", "x"], "ambiguous"),
+    ("relation-out-of-range", ["--items", "2", "--item-groups", "9"], "out of range"),
+    ("too-many-items", ["--items", "99"], "only 5 items"),
+    ("kg-hops-with-users", ["--users", "2", "--kg-hops", "2"], "--kg-hops applies to --items"),
+    ("min-user-inter-alone", ["--min-user-inter", "2"], "--min-user-inter applies to a subset"),
+    ("min-user-inter-zero", ["--items", "2", "--min-user-inter", "0"], "--min-user-inter 0"),
+    ("negative-seed", ["--seed", "-1"], "--seed -1"),
+    ("too-few-active-users", ["--users", "3", "--min-user-inter", "3"], "--users 3: only"),
+]
+
+
+@pytest.mark.parametrize("options,words", [case[1:] for case in BAD_OPTIONS],
+                         ids=[case[0] for case in BAD_OPTIONS])
+def test_bad_subset_options(tmp_path, conv_out, capsys, options, words):
+    lists = {**LISTS, "relation_list.txt": "org_id remap_id\nhttp://r/a.x 0\nhttp://r/b.x 1\n"
+             "http://r/c 2\n"}
+    src = write_src(tmp_path, small_files(**lists))
+    rc, _, err = run_main(["--src", src, "--name", "ds", "--out", conv_out, "--resplit",
+                           "0.8,0.1,0.1", *options], capsys)
+    assert rc != 0 and len(err.strip().splitlines()) == 1, err
+    assert words in err and "Traceback" not in err
+    assert list(conv_out.iterdir()) == []
 
 
 @pytest.mark.parametrize("changes,file,line,words", [case[1:] for case in BAD_INPUTS],

@@ -28,6 +28,7 @@ _NAME_HINTS = {
 }
 
 _INTER_HEADER = "user_id:token\titem_id:token"
+_ITEM_HEADER = "item_id:token"
 _KG_HEADER = "head_id:token\trelation_id:token\ttail_id:token"
 _LINK_HEADER = "item_id:token\tentity_id:token"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -36,24 +36,38 @@ Split protocols
     has at least one item in every part.
 
 Which items of a user go where is decided by a per-pair hash of
-``(seed, user, item)``, so the split of a user does not depend on the other users:
-a ``users=N`` subsample gets exactly the split its users have in the full dataset.
+``(seed, user, item)``, so the split of a user does not depend on the other users.
 
-Sub-sampling (``users=N``)
---------------------------
-``N`` users are drawn with the seed from the users that have interactions; all their
-interactions are kept.  The KG is restricted to the neighbourhood of the kept items:
-hop 1 keeps every triplet whose head or tail is a kept item; each further hop
-(``kg_hops``) also keeps the triplets touching an entity reached so far.
+The catalogue
+-------------
+Every item of ``item_list.txt`` (without one: ids 0 .. the largest interacted id) is in the
+catalogue, whether or not it occurs in an interaction, and is written to ``NAME.item``: RecBole
+ranks every item of the catalogue. Held-out pairs therefore never decide which items exist.
+
+Subsets, drawn before the split (``subset.py``)
+-----------------------------------------------
+``items=N`` (the way to make a CPU-sized benchmark)
+    ``N`` item ids are drawn with the seed from the id list -- with ``item_groups=RELATION``
+    whole groups of items that share an entity through that relation (e.g. all tracks of an
+    artist), until at least ``N`` are drawn. Every interaction with a drawn item is kept, for the
+    users with at least ``min_user_inter`` distinct drawn items; then the split runs. The KG is the
+    ``kg_hops``-hop neighbourhood of the drawn catalogue (hop 1: every triplet touching a drawn
+    item; each further hop: the triplets touching an id reached so far).
+``users=N``
+    ``N`` users (with at least ``min_user_inter`` items) are drawn with all their interactions;
+    the catalogue and the KG stay the whole dataset's. Each kept user has exactly the split it
+    has in the full dataset.
+
+Neither depends on which pairs become valid or test pairs (tested: removing them from the source
+files gives the same catalogue and KG). ``stats.json``'s ``density`` gives the subset's and the
+parent's interactions per user and per catalogue item, and their cold valid/test shares (pairs
+whose item never occurs in training).
 
 The link file
 -------------
-``NAME.link`` pairs item ``k`` with entity ``k`` for every item that occurs both in the
-written interactions and in the written KG.  With benchmark files RecBole 1.2.1 skips
-all of its own filtering (duplicates, k-core, link filtering), and it fails on a link
-row whose item has no interaction, so the rows must be exact.  An interacted item
-without any triplet gets no link row (RecBole then treats it as an isolated entity);
-a KG id below the item count that no kept user interacted with stays a plain entity.
+``NAME.link`` pairs item ``k`` with entity ``k`` for every catalogue item that occurs in the
+written KG. A catalogue item without any triplet gets no link row (RecBole then treats it as an
+isolated entity); a KG id below the item count outside the catalogue stays a plain entity.
 """
 from __future__ import annotations
 
@@ -69,12 +83,15 @@ import numpy as np
 
 from recbole_kgin.data.common import (_SPLITS, PAPER_TABLE1, ConvertError,
                                       default_out_root)
-from recbole_kgin.data.read import _Inter, _locate, _read_id_list, _read_kg
+from recbole_kgin.data.read import _Inter, _locate, _read_id_list, _read_id_names, _read_kg
 from recbole_kgin.data.split import _dedup_triplets, _holdout, _resplit, _unique_pairs
+from recbole_kgin.data.subset import (active_users, density, draw_items, kg_neighbourhood,
+                                      relation_id)
+from recbole_kgin.data.subset import item_groups as _item_groups
 from recbole_kgin.data.stats import _detect_known, _paper_comparison, _summary
 from recbole_kgin.data.validate import _parse_ratios, check_name
-from recbole_kgin.data.write import (_install, _umask, _write_inter, _write_kg, _write_link,
-                                     _write_text, _yaml_text, clean_stale, make_temp_dir)
+from recbole_kgin.data.write import (_install, _umask, _write_inter, _write_items, _write_kg,
+                                     _write_link, _write_text, _yaml_text, clean_stale, make_temp_dir)
 
 __all__ = [
     "ConvertError",
@@ -91,9 +108,71 @@ def _say(quiet: bool, msg: str) -> None:
         print(msg, flush=True)
 
 
+def _subset_words(subsample: dict) -> str:
+    if subsample["mode"] == "users":
+        return f"subsample of {subsample['users']} users (full catalogue and KG)"
+    groups = subsample["item_groups"]
+    how = (f" in whole groups by relation {groups['relation_name'] or groups['relation']}"
+           if groups else "")
+    return (f"subset of {subsample['items']} drawn items{how}, users with "
+            f"{subsample['min_user_inter']}+ of them")
+
+
+def _dedup_split(raw: dict, ratios, valid: str, valid_ratio: float, seed: int) -> dict:
+    """De-duplicate the ``{base: (users, items, raw_pairs)}`` interaction files and split them by
+    the protocol; return the split with its bookkeeping (duplicates, overlap, description)."""
+    pairs, dups, raw_pairs = {}, {}, {}
+    for base, (users, items, n_raw) in raw.items():
+        u, i = _unique_pairs(users, items)
+        pairs[base] = (u, i)
+        raw_pairs[f"{base}.txt"] = int(n_raw)
+        dups[f"{base}.txt"] = int(n_raw) - int(u.size)
+    overlap = 0
+    if "train" in pairs and "test" in pairs:
+        tr = pairs["train"][0] << 32 | pairs["train"][1]
+        te = pairs["test"][0] << 32 | pairs["test"][1]
+        overlap = int(np.isin(te, tr, assume_unique=True).sum())
+    if ratios is not None:
+        pooled_u = np.concatenate([p[0] for p in pairs.values()])
+        pooled_i = np.concatenate([p[1] for p in pairs.values()])
+        n_before = pooled_u.size
+        pooled_u, pooled_i = _unique_pairs(pooled_u, pooled_i)
+        dups["pooled across files"] = int(n_before - pooled_u.size)
+        pairs = {"pool": (pooled_u, pooled_i)}
+    dups["total"] = int(sum(dups.values()))
+
+    if ratios is not None:
+        u, i = pairs["pool"]
+        tr, va, te = _resplit(seed, u, i, ratios)
+        split = {"train": (u[tr], i[tr]), "valid": (u[va], i[va]), "test": (u[te], i[te])}
+        used = [f"{b}.txt" for b in ("train", "test") if b in raw]
+        protocol = f"resplit {ratios[0]:g}/{ratios[1]:g}/{ratios[2]:g}"
+        description = (f"the de-duplicated interactions of {' + '.join(used)} pooled and re-split "
+                       f"per user {ratios[0]:g}/{ratios[1]:g}/{ratios[2]:g} (seed {seed}).\n"
+                       "Per user: valid = floor(n*valid), test = floor(n*test), train = rest; an empty "
+                       "test, then valid, part gets one item while train keeps one.")
+    elif valid == "paper":
+        split = {"train": pairs["train"], "valid": pairs["test"], "test": pairs["test"]}
+        protocol = "paper"
+        description = ("train = train.txt, test = test.txt, valid = a copy of test.txt: model "
+                       "selection on it is test-selected,\nas in the reference code (which has no "
+                       "validation split).")
+    else:
+        u, i = pairs["train"]
+        tr, va = _holdout(seed, u, i, valid_ratio)
+        split = {"train": (u[tr], i[tr]), "valid": (u[va], i[va]), "test": pairs["test"]}
+        protocol = f"holdout {valid_ratio:g}"
+        description = (f"test = test.txt unchanged; valid = a seeded {valid_ratio:g} of each user's "
+                       f"de-duplicated train.txt items (seed {seed};\nat least one when the user has 2 "
+                       "or more, none when 1); train = the remaining train.txt items.")
+    return {"split": split, "protocol": protocol, "description": description, "dups": dups,
+            "raw_pairs": raw_pairs, "overlap": overlap}
+
+
 def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=None,
-            users=None, seed=2020, overwrite=False, no_kg=False, kg_hops=1,
-            allow_empty_users=False, quiet=False) -> dict:
+            users=None, seed=2020, overwrite=False, no_kg=False, kg_hops=None,
+            allow_empty_users=False, quiet=False, items=None, item_groups=None,
+            min_user_inter=1) -> dict:
     """Convert the KGIN-format dataset in ``src`` into ``out_root/name``; return its stats.
 
     Raises :class:`ConvertError` (one-line message) for bad input or when the destination
@@ -113,8 +192,26 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
         raise ConvertError(f"--valid-ratio {valid_ratio}: expected a number in (0, 1)")
     if users is not None and users < 1:
         raise ConvertError(f"--users {users}: expected a positive number")
+    if items is not None and items < 1:
+        raise ConvertError(f"--items {items}: expected a positive number")
+    if users is not None and items is not None:
+        raise ConvertError("--users and --items cannot be combined: draw users or items")
+    if item_groups is not None and items is None:
+        raise ConvertError("--item-groups needs --items N (the number of items to draw)")
+    if item_groups is not None and no_kg:
+        raise ConvertError("--item-groups needs the KG (it cannot be combined with --no-kg)")
+    if kg_hops is not None and items is None:
+        raise ConvertError("--kg-hops applies to --items subsets only (a --users subsample keeps "
+                           "the whole catalogue and KG)")
+    kg_hops = 1 if kg_hops is None else kg_hops
     if kg_hops < 1:
         raise ConvertError(f"--kg-hops {kg_hops}: expected 1 or more")
+    if min_user_inter < 1:
+        raise ConvertError(f"--min-user-inter {min_user_inter}: expected 1 or more")
+    if min_user_inter > 1 and users is None and items is None:
+        raise ConvertError("--min-user-inter applies to a subset (--items or --users) only")
+    if seed < 0:
+        raise ConvertError(f"--seed {seed}: expected 0 or more")
     dest = out_root / name
     if dest.exists() and not overwrite:
         raise ConvertError(f"{dest} already exists (use --overwrite to replace it)")
@@ -180,78 +277,69 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
     n_item_ids = (n_list["item_list"] if n_list["item_list"] is not None
                   else max(int(i.items.max()) for i in inters.values()) + 1)
 
-    # ---- optional user subsample (before de-duplication, so its counts are the subsample's)
+    # ---- the catalogue, and an optional subset drawn before any split
+    relation_names = (_read_id_names(files["relation_list"])
+                      if files["relation_list"] is not None else None)
+    catalogue = np.ones(n_item_ids, dtype=bool)
     subsample = None
+    raw = {base: (inter.users, inter.items, inter.raw_pairs) for base, inter in inters.items()}
     all_users = np.unique(np.concatenate([inter.users for inter in inters.values()]))
-    if users is not None:
-        if users > all_users.size:
-            raise ConvertError(f"--users {users}: only {all_users.size} users have interactions")
+    pooled_u = np.concatenate([inter.users for inter in inters.values()])
+    pooled_i = np.concatenate([inter.items for inter in inters.values()])
+    if items is not None:
+        if items > n_item_ids:
+            raise ConvertError(f"--items {items}: the id list has only {n_item_ids} items")
+        groups = None
+        if item_groups is not None:
+            rid = relation_id(item_groups, relation_names, n_rel_ids)
+            groups = _item_groups(kg, n_item_ids, rid)
+        catalogue = draw_items(n_item_ids, items, seed, groups)
+        in_cat = catalogue[pooled_i]
+        kept_users = active_users(pooled_u[in_cat], pooled_i[in_cat], min_user_inter)
+        subsample = {"mode": "items", "items_requested": int(items),
+                     "items": int(catalogue.sum()), "item_ids_available": int(n_item_ids),
+                     "item_groups": None, "min_user_inter": int(min_user_inter),
+                     "kg_hops": int(kg_hops), "users_available": int(all_users.size)}
+        if groups is not None:
+            subsample["item_groups"] = {
+                "relation": rid,
+                "relation_name": relation_names[rid] if relation_names else None,
+                "groups_drawn": int(np.unique(groups[catalogue]).size),
+                "groups_available": int(np.unique(groups).size),
+                "items_without_group": int((groups < 0).sum())}
+    elif users is not None:
+        eligible = active_users(pooled_u, pooled_i, min_user_inter)
+        if users > eligible.size:
+            raise ConvertError(f"--users {users}: only {eligible.size} users have "
+                               f"{min_user_inter} or more items")
         rng = np.random.default_rng(seed)
-        chosen = np.sort(rng.choice(all_users, size=users, replace=False))
+        kept_users = np.sort(rng.choice(eligible, size=users, replace=False))
+        subsample = {"mode": "users", "users": int(users), "min_user_inter": int(min_user_inter),
+                     "users_available": int(all_users.size), "kg_hops": None}
+    if subsample is not None:
         for inter in inters.values():
-            keep = np.isin(inter.users, chosen)
+            keep = catalogue[inter.items] & np.isin(inter.users, kept_users)
             inter.users, inter.items, inter.lines = inter.users[keep], inter.items[keep], inter.lines[keep]
             inter.raw_pairs = int(keep.sum())
-        subsample = {"users": int(users), "kg_hops": int(kg_hops),
-                     "users_available": int(all_users.size)}
         if kg is not None:
-            node = np.zeros(n_kg_ids, dtype=bool)
-            for inter in inters.values():
-                node[inter.items] = True
-            keep = np.zeros(kg.shape[0], dtype=bool)
-            for _ in range(kg_hops):
-                keep |= node[kg[:, 0]] | node[kg[:, 2]]
-                node[kg[keep, 0]] = True
-                node[kg[keep, 2]] = True
             subsample["triplets_available"] = int(kg.shape[0])
-            kg = kg[keep]
+            if items is not None:
+                start = np.zeros(n_kg_ids, dtype=bool)
+                start[:n_item_ids] = catalogue
+                kg = kg[kg_neighbourhood(kg, start, kg_hops)]
 
-    # ---- de-duplicate
-    pairs, dups, raw_pairs = {}, {}, {}
-    for base, inter in inters.items():
-        u, i = _unique_pairs(inter.users, inter.items)
-        pairs[base] = (u, i)
-        raw_pairs[f"{base}.txt"] = inter.raw_pairs
-        dups[f"{base}.txt"] = inter.raw_pairs - int(u.size)
-    overlap = 0
-    if "train" in pairs and "test" in pairs:
-        tr = pairs["train"][0] << 32 | pairs["train"][1]
-        te = pairs["test"][0] << 32 | pairs["test"][1]
-        overlap = int(np.isin(te, tr, assume_unique=True).sum())
-    if ratios is not None:
-        pooled_u = np.concatenate([p[0] for p in pairs.values()])
-        pooled_i = np.concatenate([p[1] for p in pairs.values()])
-        n_before = pooled_u.size
-        pooled_u, pooled_i = _unique_pairs(pooled_u, pooled_i)
-        dups["pooled across files"] = int(n_before - pooled_u.size)
-        pairs = {"pool": (pooled_u, pooled_i)}
-    dups["total"] = int(sum(dups.values()))
-
-    # ---- split
-    if ratios is not None:
-        u, i = pairs["pool"]
-        tr, va, te = _resplit(seed, u, i, ratios)
-        split = {"train": (u[tr], i[tr]), "valid": (u[va], i[va]), "test": (u[te], i[te])}
-        used = [f"{b}.txt" for b in ("train", "test") if b in inters]
-        protocol = f"resplit {ratios[0]:g}/{ratios[1]:g}/{ratios[2]:g}"
-        description = (f"the de-duplicated interactions of {' + '.join(used)} pooled and re-split "
-                       f"per user {ratios[0]:g}/{ratios[1]:g}/{ratios[2]:g} (seed {seed}).\n"
-                       "Per user: valid = floor(n*valid), test = floor(n*test), train = rest; an empty "
-                       "test, then valid, part gets one item while train keeps one.")
-    elif valid == "paper":
-        split = {"train": pairs["train"], "valid": pairs["test"], "test": pairs["test"]}
-        protocol = "paper"
-        description = ("train = train.txt, test = test.txt, valid = a copy of test.txt: model "
-                       "selection on it is test-selected,\nas in the reference code (which has no "
-                       "validation split).")
+    # ---- de-duplicate and split (the parent too, for its densities)
+    parts = _dedup_split({base: (inter.users, inter.items, inter.raw_pairs)
+                          for base, inter in inters.items()}, ratios, valid, valid_ratio, seed)
+    split, protocol, description = parts["split"], parts["protocol"], parts["description"]
+    dups, raw_pairs, overlap = parts["dups"], parts["raw_pairs"], parts["overlap"]
+    densities = {"subset": None, "parent": None}
+    if subsample is not None:
+        densities["subset"] = density(split, int(catalogue.sum()))
+        densities["parent"] = density(_dedup_split(raw, ratios, valid, valid_ratio, seed)["split"],
+                                      int(n_item_ids))
     else:
-        u, i = pairs["train"]
-        tr, va = _holdout(seed, u, i, valid_ratio)
-        split = {"train": (u[tr], i[tr]), "valid": (u[va], i[va]), "test": pairs["test"]}
-        protocol = f"holdout {valid_ratio:g}"
-        description = (f"test = test.txt unchanged; valid = a seeded {valid_ratio:g} of each user's "
-                       f"de-duplicated train.txt items (seed {seed};\nat least one when the user has 2 "
-                       "or more, none when 1); train = the remaining train.txt items.")
+        densities["parent"] = density(split, int(n_item_ids))
     test_selected = protocol == "paper"
     paper_split = protocol == "paper" and subsample is None
 
@@ -262,9 +350,10 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
     total_unique = inter_counts["train"] + inter_counts["test"] + (
         0 if protocol == "paper" else inter_counts["valid"])
     items_interacted = np.unique(written_i)
+    catalogue_ids = np.flatnonzero(catalogue)
     if kg is not None:
         ids = np.unique(np.concatenate([kg[:, 0], kg[:, 2]]))
-        link_items = np.intersect1d(ids, items_interacted, assume_unique=True)
+        link_items = np.intersect1d(ids, catalogue_ids, assume_unique=True)
         n_kg_written = int(ids.size)
         n_entities = int((ids >= n_item_ids).sum())
         n_relations = int(np.unique(kg[:, 1]).size)
@@ -274,7 +363,8 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
         n_kg_written = n_entities = n_relations = n_triplets = 0
     counts = {
         "users": int(np.unique(written_u).size),
-        "items": int(items_interacted.size),
+        "items": int(catalogue_ids.size),
+        "items_interacted": int(items_interacted.size),
         "item_ids": int(n_item_ids),
         "interactions": {**inter_counts, "total_unique": int(total_unique)},
         "entities": n_entities,
@@ -282,7 +372,7 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
         "relations": n_relations,
         "triplets": n_triplets,
         "links": int(link_items.size) if link_items is not None else 0,
-        "items_without_kg": (int(items_interacted.size - link_items.size)
+        "items_without_kg": (int(catalogue_ids.size - link_items.size)
                              if link_items is not None else None),
     }
     id_space = {
@@ -306,6 +396,7 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
         "subsample": subsample,
         "kg": kg is not None,
         "counts": counts,
+        "density": densities,
         "id_space": id_space,
         "raw_pairs": raw_pairs,
         "user_lines_without_items": {f"{b}.txt": i.empty_users for b, i in inters.items()},
@@ -329,14 +420,15 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
             inter_why.append(f"{dups['total']:,} per-user duplicates removed "
                              f"(raw pairs {sum(raw_pairs.values()):,})")
         if subsample:
-            inter_why.append(f"subsample of {users} users")
+            inter_why.append(_subset_words(subsample))
         if not inter_why:
             inter_why.append(f"the available files hold {sum(raw_pairs.values()):,} pairs; the "
                              "paper's figure does not follow from them")
         reasons["interactions"] = "; ".join(inter_why)
         if subsample:
-            reasons["users"] = f"subsample of {users} users"
-            reasons["items"] = f"items of the {users} kept users and their KG neighbourhood"
+            reasons["users"] = _subset_words(subsample)
+            if subsample["mode"] == "items":
+                reasons["items"] = _subset_words(subsample)
         elif missing:
             reasons["users"] = f"users without interactions in the available files ({', '.join(missing)} missing)"
         kg_why = []
@@ -344,8 +436,8 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
             kg_why.append("no KG written (" + ("kg_final.txt not available here"
                                                 if _locate(src, "kg_final.txt") is None
                                                 else "--no-kg") + ")")
-        if subsample and kg is not None:
-            kg_why.append(f"KG restricted to {kg_hops} hop(s) around the kept items")
+        if subsample and kg is not None and subsample["mode"] == "items":
+            kg_why.append(f"KG restricted to {kg_hops} hop(s) around the drawn items")
         if dup_triplets:
             kg_why.append(f"{dup_triplets:,} repeated triplets removed")
         if not kg_why and kg is not None:
@@ -362,7 +454,7 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
         if n_list["item_list"] is None and not subsample:
             reasons["items"] = "no item_list.txt: counted as the largest interacted item id + 1"
         ours = {"users": counts["users"],
-                "items": counts["items"] if subsample else counts["item_ids"],
+                "items": counts["items"],
                 "interactions": total_unique,
                 "entities": n_entities, "relations": n_relations, "triplets": n_triplets}
         stats["paper_table1"] = _paper_comparison(known, ours, reasons)
@@ -382,6 +474,7 @@ def convert(src, name, out_root=None, valid="holdout", valid_ratio=0.1, resplit=
         if kg is not None:
             _write_kg(tmp / f"{name}.kg", kg)
             _write_link(tmp / f"{name}.link", link_items)
+        _write_items(tmp / f"{name}.item", catalogue_ids)
         _write_text(tmp / "stats.json", json.dumps(stats, indent=2) + "\n")
         _write_text(tmp / f"{name}.yaml", _yaml_text(name, stats))
         _install(tmp, dest, overwrite)
@@ -423,10 +516,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="holdout fraction of each user's training items (default 0.1)")
     p.add_argument("--resplit", default=None, metavar="TRAIN,VALID,TEST",
                    help="pool the given interaction files and re-split per user, e.g. 0.8,0.1,0.1")
+    p.add_argument("--items", type=int, default=None, metavar="N",
+                   help="leak-free subset: draw N items from the id list (before any split), keep "
+                        "every interaction with them and the KG within --kg-hops of them")
+    p.add_argument("--item-groups", default=None, metavar="RELATION",
+                   help="with --items: draw whole groups of items that share an entity through "
+                        "RELATION (an id, or a name such as 'music.recording.artist' or 'artist')")
+    p.add_argument("--min-user-inter", type=int, default=1, metavar="M",
+                   help="with --items or --users: keep users with at least M distinct items "
+                        "(counted before the split; default 1)")
     p.add_argument("--users", type=int, default=None, metavar="N",
-                   help="seeded subsample of N users; KG restricted to their items' neighbourhood")
-    p.add_argument("--kg-hops", type=int, default=1,
-                   help="with --users: KG hops kept around the kept items (default 1)")
+                   help="seeded subsample of N users with all their interactions; the catalogue "
+                        "and the KG stay the whole dataset's")
+    p.add_argument("--kg-hops", type=int, default=None,
+                   help="with --items: KG hops kept around the drawn items (default 1)")
     p.add_argument("--no-kg", action="store_true",
                    help="interactions only (for general models); kg_final.txt is not read")
     p.add_argument("--allow-empty-users", action="store_true",
@@ -453,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
                 valid_ratio=args.valid_ratio, resplit=args.resplit, users=args.users,
                 seed=args.seed, overwrite=args.overwrite, no_kg=args.no_kg,
                 kg_hops=args.kg_hops, allow_empty_users=args.allow_empty_users,
-                quiet=args.quiet)
+                quiet=args.quiet, items=args.items, item_groups=args.item_groups,
+                min_user_inter=args.min_user_inter)
     except ConvertError as exc:
         print(f"convert: error: {exc}", file=sys.stderr)
         return 1

@@ -190,3 +190,16 @@ def _read_id_list(path: Path) -> int:
     if n == 0:
         raise ConvertError(f"{path}:2: no entries after the header line")
     return n
+
+
+def _read_id_names(path: Path) -> list[str]:
+    """The original ids of an id list, in remap-id order (call after :func:`_read_id_list` has
+    checked the file)."""
+    rows = _read_bytes(path).split(b"\n")
+    from_end = len(rows[0].split()) - 1
+    names = []
+    for row in rows[1:]:
+        fields = row.split()
+        if fields:
+            names.append(b" ".join(fields[:-from_end]).decode("utf-8", "replace"))
+    return names

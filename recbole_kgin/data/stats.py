@@ -47,6 +47,12 @@ def _summary(stats: dict, dest: Path, elapsed: float) -> str:
         f"entities {c['entities']:,} | relations {c['relations']:,} | triplets {c['triplets']:,}",
         "  duplicates removed: " + ", ".join(f"{k} {v:,}" for k, v in stats["duplicates_removed"].items()),
     ]
+    for label, d in (("subset", stats["density"]["subset"]), ("parent", stats["density"]["parent"])):
+        if d is not None:
+            cold = d["cold_test_share"]
+            lines.append(f"  {label}: {d['train_per_user']} train pairs per user, "
+                         f"{d['train_per_item']} per catalogue item, cold test pairs "
+                         + (f"{100 * cold:.1f} %" if cold is not None else "-"))
     cmp_ = stats["paper_table1"]
     if cmp_ is not None:
         if cmp_["differences"]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recbole_kgin.data.common import (_INTER_HEADER, _KG_HEADER, _LINK_HEADER, _SPLITS,
+from recbole_kgin.data.common import (_INTER_HEADER, _ITEM_HEADER, _KG_HEADER, _LINK_HEADER, _SPLITS,
                                       ConvertError)
 
 # --------------------------------------------------------------------------- writing
@@ -32,6 +32,11 @@ def _write_kg(path: Path, kg: np.ndarray) -> None:
 
 def _write_link(path: Path, items: np.ndarray) -> None:
     _write_table(path, _LINK_HEADER, [items, items])
+
+
+def _write_items(path: Path, items: np.ndarray) -> None:
+    """The catalogue: every item a model may rank, interacted or not."""
+    _write_table(path, _ITEM_HEADER, [items])
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -57,10 +62,17 @@ def _yaml_text(name: str, stats: dict) -> str:
                + (" (test-selected)" if stats["test_selected"] else ""))
     for line in stats["protocol_description"].split("\n"):
         out.append(f"#   {line}")
-    if stats["subsample"]:
-        s = stats["subsample"]
-        out.append(f"# Subsample: {s['users']} users (seed {stats['seed']}); KG restricted to the "
-                   f"triplets within {s['kg_hops']} hop(s) of the kept items.")
+    s = stats["subsample"]
+    if s and s["mode"] == "users":
+        out.append(f"# Subsample: {s['users']} users (seed {stats['seed']}) with all their "
+                   "interactions; the catalogue and the KG are the whole dataset's.")
+    elif s:
+        groups = s["item_groups"]
+        how = (f" in whole groups by relation {groups['relation_name'] or groups['relation']}"
+               if groups else "")
+        out.append(f"# Subset: {s['items']} items drawn from the id list{how} (seed "
+                   f"{stats['seed']}) before the split; users with {s['min_user_inter']}+ of them;")
+        out.append(f"#   KG = the triplets within {s['kg_hops']} hop(s) of the drawn items.")
     if not stats["paper_split"]:
         out.append("# This is NOT the paper's train/test split.")
     c = stats["counts"]
@@ -75,10 +87,13 @@ def _yaml_text(name: str, stats: dict) -> str:
         "benchmark_filename: [train, valid, test]",
         "load_col:",
         "  inter: [user_id, item_id]",
+        "  item: [item_id]",
     ]
     if stats["kg"]:
         out += ["  kg: [head_id, relation_id, tail_id]", "  link: [item_id, entity_id]"]
     out += [
+        f"# {name}.item lists the catalogue (every item a model ranks, whether or not it occurs in an",
+        "# interaction), so that the held-out pairs never decide which items exist.",
         "# With benchmark files RecBole 1.2.1 applies none of its filters (duplicates, k-core,",
         "# link filtering): the converter has de-duplicated the interactions and wrote exact links.",
     ]
