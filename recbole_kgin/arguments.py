@@ -46,6 +46,38 @@ def _check_address(address):
                          "node with --address=auto or --address=HOST:PORT")
 
 
+def _check_ray_options(args):
+    """The Ray options shared by compare and tune, and the machine or cluster they name: checked
+    before anything is written or Ray starts (one line each)."""
+    import math
+
+    from recbole_kgin.experiment import preflight
+
+    if not (math.isfinite(args.cpus_per_trial) and args.cpus_per_trial > 0):
+        raise UsageError(f"--cpus-per-trial {args.cpus_per_trial:g}: expected a number > 0")
+    if not (math.isfinite(args.gpus_per_trial) and args.gpus_per_trial >= 0):
+        raise UsageError(f"--gpus-per-trial {args.gpus_per_trial:g}: expected a number >= 0")
+    if args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
+        raise UsageError(f"--gpus-per-trial {args.gpus_per_trial:g}: a fraction must be below 1 "
+                         "(Ray shares one GPU between trials, never parts of several)")
+    if args.max_failures < -1:
+        raise UsageError(f"--max-failures {args.max_failures}: expected an integer >= 0 "
+                         "(or -1: retry without limit)")
+    if not 0 <= args.verbose <= 3:
+        raise UsageError(f"--verbose {args.verbose}: expected 0, 1, 2 or 3")
+    _check_address(args.address)
+    preflight.check_local_resources(args.cpus_per_trial, args.gpus_per_trial, args.address)
+    preflight.check_reachable(args.address)
+
+
+def _check_overridden_dirs(overrides):
+    from recbole_kgin.experiment import preflight
+
+    for key in ("checkpoint_dir", "dataset_save_path", "dataloaders_save_path"):
+        if isinstance(overrides.get(key), str) and overrides[key]:
+            preflight.check_output_dir(overrides[key], f"--{key}")
+
+
 def compare_parser():
     parser = argparse.ArgumentParser(
         prog="run_recbole_kgin.py compare",
@@ -121,6 +153,12 @@ def parse_compare(argv):
         raise UsageError(f"--split-seeds {args.split_seeds}: expected an integer >= 1")
     if not 0.0 < args.alpha < 1.0:
         raise UsageError(f"--alpha {args.alpha}: expected a number between 0 and 1")
+    if args.trials < 0:
+        raise UsageError(f"--trials {args.trials}: expected an integer >= 0")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds}: expected an integer >= 1")
+    if args.patience < 1:
+        raise UsageError(f"--patience {args.patience}: expected an integer >= 1")
     args.config_files = args.config_files.split() if args.config_files else []
     for file in args.config_files:
         if not os.path.isfile(file):
@@ -129,7 +167,11 @@ def parse_compare(argv):
     if not run or os.sep in run or run in (".", ".."):
         raise UsageError(f"--run {run!r} must be a plain directory name")
     args.run = run
-    _check_address(args.address)
+    from recbole_kgin.experiment import preflight
+
+    preflight.check_output_dir(Path(args.out) / run, "--out")
+    _check_overridden_dirs(args.overrides)
+    _check_ray_options(args)
     return args
 
 
@@ -174,8 +216,18 @@ def parse_tune(argv):
         if args.name:
             raise UsageError(f"--name {args.name!r} must be a plain directory name")
         raise UsageError("--model and --dataset are required (or --name with --resume)")
+    if args.num_samples < 1:
+        raise UsageError(f"--num-samples {args.num_samples}: expected an integer >= 1")
+    if args.grace_period is not None and args.grace_period < 1:
+        raise UsageError(f"--grace-period {args.grace_period}: expected an integer >= 1")
+    if not args.reduction_factor > 1:
+        raise UsageError(f"--reduction-factor {args.reduction_factor:g}: expected a number > 1")
+    from recbole_kgin.experiment import preflight
+
+    preflight.check_output_dir(Path(args.out).expanduser() / args.name, "--out")
     args.out = str(Path(args.out).expanduser().resolve())
-    _check_address(args.address)
+    _check_overridden_dirs(args.overrides)
+    _check_ray_options(args)
     return args
 
 

@@ -5,6 +5,7 @@ A checkpoint is a dict of plain data (numbers, strings, lists, dicts, tensors) a
 ``torch.load(weights_only=True)``: nothing in it runs code when it is read. It holds
 
 * ``format`` / ``version``: :data:`FORMAT`, :data:`VERSION`;
+* ``content_sha256``: the content digest (:func:`content_digest`) of everything else in the file;
 * ``model``, ``dataset``: names; ``config``: the run's final configuration as plain data (for reading);
   ``config_overrides``: what the run was given on top of the property files (used to rebuild it);
 * ``dataset_fingerprint``: a digest of the id vocabularies, the training pairs and the KG triplets;
@@ -15,10 +16,18 @@ A checkpoint is a dict of plain data (numbers, strings, lists, dicts, tensors) a
   and optimizer state after that epoch, every random number generator, early-stopping state, losses,
   epoch times and validation history.
 
+torch does not check the data it reads back (a byte flipped inside a weight tensor loads without
+complaint), so :func:`save` seals every checkpoint with a SHA-256 digest over the bytes of every
+tensor (weights, optimizer state, random number generators, other parameters) and a canonical
+serialisation of the plain data, and :func:`load` refuses a file whose content does not match it,
+with a one-line error naming the file. Format version 2 added the digest; a version 1 checkpoint
+(no digest) still loads, with a one-line notice on stderr that its data cannot be verified.
+
 Files are written atomically: a temporary file in the same directory, flushed and fsync'ed, then
 renamed over the target (and the directory fsync'ed), so a kill at any moment leaves either the
-previous checkpoint or the new one, never a torn file; a temporary file left by a killed writer is
-removed by the next successful write of the same target.
+previous checkpoint or the new one, never a torn file. A temporary file's name carries its writer's
+PID and host (``.<name>.tmp-<pid>-<host>-<random>``); one left by a writer that is gone is removed
+by the next successful write into the same directory, one of a live writer is left alone.
 """
 
 import enum
@@ -27,6 +36,8 @@ import json
 import os
 import pickle
 import random
+import socket
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -37,7 +48,9 @@ import torch
 from recbole_kgin.errors import UsageError
 
 FORMAT = "recbole-kgin-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: content digest (``content_sha256``); 1: none
+DIGEST_KEY = "content_sha256"
+DIGEST_SINCE = 2  # the first format version that always holds a digest
 
 
 class CheckpointError(UsageError):
@@ -50,12 +63,52 @@ def _umask():
     return mask
 
 
+def _host_tag():
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process, or not a PID at all
+        return True
+    return True
+
+
+def _temp_prefix(name):
+    return f".{name}.tmp-"
+
+
+def remove_stale_temps(folder, target_name=None):
+    """Remove the temporary files that killed writers left in ``folder``: those whose name carries
+    a PID of this host that no longer runs, and (names of older versions carry no PID) those of
+    ``target_name``. A live writer's file and one written on another host are left alone."""
+    host = _host_tag()
+    removed = []
+    for entry in Path(folder).glob(".*.tmp-*"):
+        parts = entry.name.rsplit(".tmp-", 1)[1].split("-")
+        if len(parts) == 3 and parts[0].isdigit() and len(parts[1]) == 8:
+            stale = parts[1] == host and not _pid_alive(int(parts[0]))
+        else:
+            stale = target_name is not None and entry.name.startswith(_temp_prefix(target_name))
+        if stale and entry.is_file():
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write(path, write):
     """Write ``path`` through ``write(binary_file)`` atomically; the result has the usual mode
     (0666 minus the umask), not the 0600 of a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=str(path.parent))
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path.name)}{os.getpid()}-{_host_tag()}-",
+                               dir=str(path.parent))
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -63,17 +116,13 @@ def atomic_write(path, write):
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed writer
-            try:
-                stale.unlink()
-            except OSError:
-                pass
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+    remove_stale_temps(path.parent, path.name)
     try:
         dir_fd = os.open(str(path.parent), os.O_RDONLY)
     except OSError:
@@ -96,8 +145,82 @@ def atomic_write_json(path, data):
 
 
 def save(checkpoint, path):
-    """Write a checkpoint dict atomically (see the module docstring)."""
-    return atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+    """Write a checkpoint dict atomically, sealed with its content digest (see the module
+    docstring); ``checkpoint`` itself is not changed (a digest already in it is replaced)."""
+    sealed = {k: v for k, v in checkpoint.items() if k != DIGEST_KEY}
+    sealed[DIGEST_KEY] = content_digest(sealed)
+    return atomic_write(path, lambda handle: torch.save(sealed, handle))
+
+
+# ---------------------------------------------------------------------------------- content digest
+def content_digest(checkpoint):
+    """SHA-256 (hex) of a checkpoint dict, its ``content_sha256`` entry left out.
+
+    Every value is fed with a type tag and its length: tensors as dtype, shape and their raw bytes
+    (little-endian, contiguous; a sparse tensor as its indices and values), dict entries sorted by
+    their encoded keys, lists and tuples alike, floats exactly (``float.hex``), strings as UTF-8.
+    The same content therefore gives the same digest before saving and after loading.
+    """
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in checkpoint.items() if k != DIGEST_KEY})
+    return digest.hexdigest()
+
+
+def _tensor_bytes(tensor):
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    if flat.dtype == torch.bool:
+        flat = flat.to(torch.uint8)
+    raw = flat.view(torch.uint8)
+    size = flat.element_size()
+    if sys.byteorder == "big" and size > 1:
+        raw = raw.reshape(-1, size).flip(1).reshape(-1)
+    return raw.numpy()
+
+
+def _feed(digest, value):
+    if isinstance(value, torch.Tensor):
+        if value.layout == torch.sparse_coo:
+            value = value.detach().cpu().coalesce()
+            digest.update(f"Z{value.dtype}{list(value.shape)};".encode())
+            _feed(digest, value.indices())
+            _feed(digest, value.values())
+            return
+        if value.layout != torch.strided:
+            value = value.to_dense()
+        digest.update(f"T{value.dtype}{list(value.shape)};".encode())
+        digest.update(_tensor_bytes(value))
+    elif isinstance(value, dict):
+        entries = sorted(((_encoded(k), v) for k, v in value.items()), key=lambda kv: kv[0])
+        digest.update(f"D{len(entries)};".encode())
+        for key, item in entries:
+            digest.update(key)
+            _feed(digest, item)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)};".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(_encoded(value))
+
+
+def _encoded(value):
+    """A scalar's canonical bytes (also used as dict keys' sort order)."""
+    if value is None:
+        return b"N;"
+    if isinstance(value, bool):
+        return b"B1;" if value else b"B0;"
+    if isinstance(value, int):
+        return f"I{int(value)};".encode()
+    if isinstance(value, float):
+        return f"F{float(value).hex()};".encode()
+    if isinstance(value, str):
+        data = str(value).encode("utf-8", "surrogatepass")
+        return b"S%d:" % len(data) + data
+    if isinstance(value, (bytes, bytearray)):
+        return b"Y%d:" % len(value) + bytes(value)
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    text = f"{kind}:{value!r}".encode("utf-8", "replace")
+    return b"O%d:" % len(text) + text
 
 
 # ---------------------------------------------------------------------------------- plain data
@@ -287,13 +410,48 @@ def load(path, trust=False):
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path} is truncated or not a checkpoint "
                               f"({_summary(err)})") from None
+    if isinstance(data, dict) and DIGEST_KEY in data:
+        verify(data, path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a recbole-kgin checkpoint "
                               f"(no '{FORMAT}' marker)")
-    if int(data.get("version", 0)) > VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {data['version']}; this "
+    try:
+        version = int(data.get("version", 0))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"checkpoint {path} has no valid format version "
+                              f"({data.get('version')!r})") from None
+    if version > VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {version}; this "
                               f"package reads up to version {VERSION}")
+    if DIGEST_KEY not in data:
+        if version >= DIGEST_SINCE:
+            raise CheckpointError(f"checkpoint {path} is damaged: format version {version} but no "
+                                  "content digest in it")
+        _notice(path, f"note: checkpoint {path} has format version {version}, without a content "
+                "digest: its data cannot be verified (a run resumed from it saves a verified one)")
     return data
+
+
+def verify(checkpoint, path):
+    """Refuse (:class:`CheckpointError`) a checkpoint whose content differs from its digest."""
+    stored = checkpoint.get(DIGEST_KEY)
+    actual = content_digest(checkpoint)
+    if stored != actual:
+        shown = stored[:12] if isinstance(stored, str) else repr(stored)[:20]
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its content does not match the SHA-256 digest stored "
+            f"in it ({shown} != {actual[:12]}); it is not used (restore it from a copy or retrain)")
+
+
+_NOTICED = set()
+
+
+def _notice(path, text):
+    """Print ``text`` on stderr once per file and process (a run may read its checkpoint twice)."""
+    key = str(Path(path).resolve())
+    if key not in _NOTICED:
+        _NOTICED.add(key)
+        print(text, file=sys.stderr, flush=True)
 
 
 def _from_recbole(path):
@@ -303,6 +461,8 @@ def _from_recbole(path):
         raise CheckpointError(f"checkpoint {path} cannot be read ({_summary(err)})") from None
     if not isinstance(raw, dict) or "state_dict" not in raw or "config" not in raw:
         raise CheckpointError(f"checkpoint {path} is neither a recbole-kgin nor a RecBole checkpoint")
+    _notice(path, f"note: checkpoint {path} is a RecBole checkpoint, without a content digest: "
+            "its data cannot be verified")
     config = raw["config"]
     overrides = dict(getattr(config, "external_config_dict", {}) or {})
     return {

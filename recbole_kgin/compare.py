@@ -16,8 +16,11 @@ Every model gets the same epoch cap, patience, batch size, number of trials and 
 Output in ``<out>/<run>/``: ``table.md``, ``table.csv``, ``results.json``, ``curves.png``,
 ``bars.png``, ``per_user/<Model>.npz`` and ``models/<Model>/`` (the search and the seed runs).
 Re-running the command (or ``--resume``) continues: finished models, a complete search and finished
-seed runs are kept. Exit status: 0 when every model ran, 1 when one failed, 2 on a usage error,
-130 when interrupted.
+seed runs are kept; a model finished or started with other settings is refused (``--force``
+replaces it). One command at a time writes into a run folder: it holds ``<run>/.run.lock``
+(:mod:`recbole_kgin.experiment.run_lock`) and a second command on the same folder is refused with
+the holder's PID before it writes anything. Exit status: 0 when every model ran, 1 when one
+failed, 2 on a usage error, 130 when interrupted.
 """
 
 import difflib
@@ -32,7 +35,7 @@ from pathlib import Path
 from recbole_kgin.arguments import parse_compare, search_options
 from recbole_kgin.data import kg_variant_hook
 from recbole_kgin.errors import UsageError
-from recbole_kgin.experiment import files, per_user, protocol, report, search, stats
+from recbole_kgin.experiment import files, per_user, protocol, report, run_lock, search, stats
 from recbole_kgin.experiment.files import read_json, write_atomic, write_json
 from recbole_kgin.experiment.runner import build_dataset_blob
 
@@ -204,21 +207,49 @@ def _effective_settings(name, settings):
     return {**settings, "overrides": overrides}
 
 
+STARTED = "settings.json"  # models/<name>/settings.json: the settings a model was started with
+
+
+def recorded_settings(run_dir, name):
+    """``(settings, state)`` of what ``run_dir`` keeps of ``name`` for the next command: state
+    ``"finished"`` (its row), ``"unfinished"`` (a search or seed runs to continue) or None when
+    nothing would be kept (nothing there, or a failed model, which starts again from scratch)."""
+    record = read_json(run_dir / "models" / f"{name}.json")
+    if record and record.get("status") == "ok":
+        return record.get("settings") or {}, "finished"
+    if record and record.get("status") == "failed":
+        return None, None
+    model_dir = run_dir / "models" / name
+    started = read_json(model_dir / STARTED)
+    if started is not None:
+        return started, "unfinished"
+    if model_dir.is_dir() and any(model_dir.iterdir()):  # started by a version that kept no record
+        summary = read_json(run_dir / "results.json")
+        if summary and summary.get("settings"):
+            return summary["settings"], "unfinished"
+    return None, None
+
+
 def check_previous(run_dir, names, settings, force):
-    """Finished models of an earlier run with other settings are refused (unless ``--force``)."""
+    """Models of an earlier command with other settings, finished or not, are refused (unless
+    ``--force``): a finished row would be kept, an unfinished search or seed runs continued."""
     if force:
         return
     for name in names:
-        record = read_json(run_dir / "models" / f"{name}.json")
-        if not record or record.get("status") != "ok":
+        recorded, state = recorded_settings(run_dir, name)
+        if state is None:
             continue
-        before, now = (_effective_settings(name, record.get("settings") or {}),
-                       _effective_settings(name, settings))
+        base = name.split("@", 1)[0]  # a KG variant's row is its base model's
+        before, now = _effective_settings(base, recorded), _effective_settings(base, settings)
         if before != now:
             changed = [k for k in now if before.get(k) != now[k]]
             detail = "; ".join(f"{k}: {before.get(k)!r} then, {now[k]!r} now" for k in changed)
-            raise UsageError(f"{run_dir} holds a finished {name} made with other settings "
-                             f"({detail}); use --force to replace it, or another --run")
+            if state == "finished":
+                raise UsageError(f"{run_dir} holds a finished {name} made with other settings "
+                                 f"({detail}); use --force to replace it, or another --run")
+            raise UsageError(f"{run_dir} holds an unfinished {name} started with other settings "
+                             f"({detail}); give those settings to continue it, --force to start "
+                             "it again, or another --run")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,16 +537,37 @@ def prepare(args):
         if why:
             raise UsageError(f"--split-seeds {args.split_seeds}: {why}; convert one dataset per "
                              "split seed instead (convert --resplit --seed S --name NAME-S)")
-    check_previous(run_dir, args.models, settings, args.force)
+    check_previous(run_dir, [name for name, _ in job_list(args)], settings, args.force)
     if args.resume and not (run_dir / "models").is_dir():
         raise UsageError(f"--resume: {run_dir} holds no comparison to continue")
     return budget, configs, protocols, settings, run_dir
+
+
+def job_list(args):
+    """``[(row name, None or (base model, KG variant))]``: the models, then their KG variants."""
+    from recbole_kgin.utils import uses_kg
+
+    variants = [v for v in args.kg_variants if v != "full"]
+    jobs = [(name, None) for name in args.models]
+    jobs += [(variant_name(n, v), (n, v)) for v in variants for n in args.models if uses_kg(n)]
+    return jobs
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_compare(argv)
     budget, configs, protocols, settings, run_dir = prepare(args)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_lock.acquire(run_dir, "compare", option="--run")  # before anything is written
+    try:
+        # again under the lock: a command that ended meanwhile may have left other settings
+        check_previous(run_dir, [name for name, _ in job_list(args)], settings, args.force)
+        return _run(args, argv, budget, configs, protocols, settings, run_dir)
+    finally:
+        lock.release()
+
+
+def _run(args, argv, budget, configs, protocols, settings, run_dir):
     names = args.models
     first = configs[names[0]]
     seeds = protocol.seed_list(first["seed"], budget.seeds)
@@ -536,13 +588,11 @@ def main(argv=None):
     split_seeds = protocol.split_seed_list(first["split_seed"], args.split_seeds)
     summary["split_seeds"] = split_seeds
     variants = [v for v in args.kg_variants if v != "full"]
-    jobs = [(name, None) for name in names]
-    jobs += [(variant_name(n, v), (n, v)) for v in variants for n in names if uses_kg(n)]
+    jobs = job_list(args)
     if variants:
         summary["kg_variants"] = {"variants": ["full", *variants],
                                   "models": [n for n in names if uses_kg(n)],
                                   "seed": kg_variant_hook.variant_seed(first)}
-    run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "manifest.json", files.manifest(
         ["run_recbole_kgin.py", "compare", *argv], manifest_files(args, configs, budget)))
     rows, failed_before = {}, set()
@@ -588,6 +638,7 @@ def main(argv=None):
                 import shutil
 
                 shutil.rmtree(run_dir / "models" / name, ignore_errors=True)
+            write_json(run_dir / "models" / name / STARTED, settings)  # see check_previous
             print(f"{prefix}: {'failed before, ' if failed else ''}running ...", flush=True)
             try:
                 row = run_job(name, variant)

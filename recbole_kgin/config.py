@@ -26,7 +26,7 @@ import yaml
 
 from recbole.config import Config as RecBoleConfig
 
-from recbole_kgin.config_check import check_keys, check_values, resolve_model
+from recbole_kgin.config_check import check_device, check_keys, check_values, resolve_model
 from recbole_kgin.errors import UsageError
 from recbole_kgin.utils import get_model
 
@@ -70,6 +70,7 @@ class Config(RecBoleConfig):
         self._read_cmd_line = cmd_line
         self._key_sources = {}
         super().__init__(model, dataset, config_file_list, config_dict)
+        check_device(self.final_config_dict, self._key_sources)
 
     def _load_cmd_line(self):
         return super()._load_cmd_line() if self._read_cmd_line else {}

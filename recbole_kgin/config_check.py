@@ -13,6 +13,7 @@ import functools
 import importlib
 import math
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -201,6 +202,47 @@ VALUE_RULES = {
     "temperature": (_positive_number, "a finite number > 0"),
 }
 
+def _unit(v):
+    return _is_number(v) and 0 <= v <= 1
+
+
+def _int_list(v):
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(_positive_int(x) for x in v)
+
+
+# model -> key -> (check, expected): keys whose meaning depends on the model
+MODEL_VALUE_RULES = {
+    "KGItemKNN": {
+        "k": (_positive_int, "an integer >= 1"),
+        "shrink": (_non_negative_number, "a finite number >= 0"),
+        "alpha": (_unit, "a number in [0, 1]"),
+        "similarity": (_choice("cosine", "asymmetric"), "one of cosine, asymmetric"),
+        "kg_weighting": (_choice("none", "idf", "bm25"), "one of none, idf, bm25"),
+        "kg_hops": (_positive_int, "an integer >= 1"),
+    },
+    "KGEASE": {
+        "kg_weight": (_non_negative_number, "a finite number >= 0"),
+        "kg_weighting": (_choice("none", "idf", "bm25"), "one of none, idf, bm25"),
+        "kg_hops": (_positive_int, "an integer >= 1"),
+    },
+    "ItemKNN": {"k": (_positive_int, "an integer >= 1"),
+                "shrink": (_non_negative_number, "a finite number >= 0")},
+    "LightGCN": {"n_layers": (_positive_int, "an integer >= 1")},
+    "KGAT": {"layers": (_int_list, "a list of integers >= 1"),
+             "mess_dropout": (_rate, "a number in [0, 1)")},
+    "CKE": {"kg_embedding_size": (_positive_int, "an integer >= 1")},
+    "CFKG": {"margin": (_non_negative_number, "a finite number >= 0")},
+    "KGCN": {"n_iter": (_positive_int, "an integer >= 1"),
+             "neighbor_sample_size": (_positive_int, "an integer >= 1"),
+             "aggregator": (_choice("sum", "concat", "neighbor"), "one of sum, concat, neighbor")},
+}
+
+
+def value_rules(model):
+    """``{key: (check, expected)}`` that values of ``model``'s configuration must meet."""
+    return {**VALUE_RULES, **MODEL_VALUE_RULES.get(str(model), {})}
+
+
 KGIN_CHOICES = {
     "ind": ("distance", "cosine", "mi"),
     "node_dropout_semantics": ("drop", "reference"),
@@ -212,8 +254,8 @@ def _describe(value):
 
 
 def check_values(final, sources):
-    """Type and range of the common keys; metrics and the validation metric."""
-    for key, (check, expected) in VALUE_RULES.items():
+    """Type and range of the common keys and the model's own; metrics and the validation metric."""
+    for key, (check, expected) in value_rules(final.get("model")).items():
         if key in final and final[key] is not None or key in ("epochs", "learning_rate"):
             value = final.get(key)
             if key in ("split_seed", "kg_variant_seed") and value is None:
@@ -228,7 +270,114 @@ def check_values(final, sources):
                 raise ConfigValueError(f"config key '{key}' = {_describe(value)} (from "
                                  f"{sources.get(key, 'the defaults')}): expected one of "
                                  f"{', '.join(options)}")
+    check_passed_through(final, sources)
     _check_metrics(final, sources)
+
+
+_GPU_IDS = re.compile(r"^\s*(\d+\s*(,\s*\d+\s*)*)?$")
+_STATES = ("debug", "info", "warning", "error", "critical")
+_EVAL_KEYS = ("split", "group_by", "order", "mode")
+_NEG_KEYS = ("distribution", "sample_num", "alpha", "dynamic", "candidate_num")
+
+
+def _fail(key, value, sources, expected):
+    raise ConfigValueError(f"config key '{key}' = {_describe(value)} (from "
+                           f"{sources.get(key, 'the defaults')}): expected {expected}")
+
+
+def _check_eval_mode(mode):
+    modes = mode.values() if isinstance(mode, dict) else [mode]
+    if isinstance(mode, dict) and set(mode) - {"valid", "test"}:
+        return False
+    for m in modes:
+        if not isinstance(m, str):
+            return False
+        low = m.lower()
+        if low in ("full", "labeled"):
+            continue
+        if low[:3] in ("uni", "pop") and low[3:].isdigit() and int(low[3:]) > 0:
+            continue
+        return False
+    return True
+
+
+def _check_split(split):
+    if split is None:
+        return True
+    if not isinstance(split, dict) or len(split) != 1:
+        return False
+    (how, value), = split.items()
+    if how == "RS":
+        return (isinstance(value, (list, tuple)) and len(value) in (2, 3)
+                and all(_non_negative_number(v) for v in value) and sum(value) > 0)
+    if how == "LS":
+        return value in ("valid_and_test", "test_only")
+    return False
+
+
+def check_passed_through(final, sources):
+    """RecBole keys we pass on unchecked would fail later with RecBole's traceback, or be ignored:
+    ``eval_args``, ``train_neg_sample_args``, ``load_col``, ``state``, ``gpu_id``, ``device``."""
+    if "device" in sources:
+        raise ConfigValueError(f"config key 'device' (from {sources['device']}) cannot be set: "
+                               "RecBole derives it from use_gpu and gpu_id; use --gpu_id=N, or "
+                               "--use_gpu=False for the CPU")
+    gpu_id = final.get("gpu_id")
+    text = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (list, tuple)) else str(
+        "" if gpu_id is None else gpu_id)
+    if not _GPU_IDS.match(text):
+        _fail("gpu_id", gpu_id, sources, "GPU ids, e.g. 0 or 0,1 (or '' for the CPU)")
+    state = final.get("state")
+    if state is not None and str(state).lower() not in _STATES:
+        _fail("state", state, sources, "one of " + ", ".join(s.upper() for s in _STATES))
+    eval_args = final.get("eval_args")
+    if eval_args is not None:
+        if not isinstance(eval_args, dict) or set(eval_args) - set(_EVAL_KEYS):
+            _fail("eval_args", eval_args, sources,
+                  "a mapping with keys among " + ", ".join(_EVAL_KEYS))
+        if not _check_split(eval_args.get("split")):
+            _fail("eval_args", eval_args, sources,
+                  "split {'RS': [train, valid, test]} or {'LS': 'valid_and_test'|'test_only'}")
+        if eval_args.get("order") not in (None, "RO", "TO"):
+            _fail("eval_args", eval_args, sources, "order RO or TO")
+        if eval_args.get("group_by") not in (None, "user", "none", "None"):
+            _fail("eval_args", eval_args, sources, "group_by user or none")
+        if "mode" in eval_args and not _check_eval_mode(eval_args["mode"]):
+            _fail("eval_args", eval_args, sources,
+                  "mode full, labeled, uniN or popN (or {valid: ..., test: ...})")
+    neg = final.get("train_neg_sample_args")
+    if neg is not None and "train_neg_sample_args" in sources:
+        if not isinstance(neg, dict) or set(neg) - set(_NEG_KEYS):
+            _fail("train_neg_sample_args", neg, sources,
+                  "~ or a mapping with keys among " + ", ".join(_NEG_KEYS))
+        if neg.get("distribution") not in (None, "none", "None", "uniform", "popularity"):
+            _fail("train_neg_sample_args", neg, sources, "distribution uniform or popularity")
+        if "sample_num" in neg and not _positive_int(neg["sample_num"]):
+            _fail("train_neg_sample_args", neg, sources, "sample_num an integer >= 1")
+        if "candidate_num" in neg and not _non_negative_int(neg["candidate_num"]):
+            _fail("train_neg_sample_args", neg, sources, "candidate_num an integer >= 0")
+        if "dynamic" in neg and not _bool(neg["dynamic"]):
+            _fail("train_neg_sample_args", neg, sources, "dynamic True or False")
+    load_col = final.get("load_col")
+    if load_col is not None and not (
+            isinstance(load_col, dict) and all(
+                isinstance(k, str) and isinstance(v, (list, tuple)) and v
+                and all(isinstance(c, str) for c in v) for k, v in load_col.items())):
+        _fail("load_col", load_col, sources,
+              "~ or a mapping of file suffix to a list of column names, e.g. {inter: [user_id, "
+              "item_id]}")
+
+
+def check_device(final, sources):
+    """After RecBole picked the device: GPU ids the user asked for but that gave the CPU."""
+    if "gpu_id" not in sources or not final.get("use_gpu", True):
+        return
+    text = str(final.get("gpu_id") or "")
+    device = final.get("device")
+    if text.strip() and getattr(device, "type", str(device)) == "cpu":
+        raise ConfigValueError(f"config key 'gpu_id' = '{text}' (from {sources['gpu_id']}): no "
+                               "CUDA device with that id is available here; leave gpu_id out or "
+                               "pass --use_gpu=False to run on the CPU")
 
 
 def _check_metrics(final, sources):

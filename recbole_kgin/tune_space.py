@@ -161,6 +161,33 @@ def check_space(space, path, config, fixed_keys=None):
         if key not in known:
             raise SpaceError(f"{path}: unknown key '{key}': not a configuration key of {model} on "
                              f"{config['dataset']}")
+        check_values_of(key, space[key], path, model)
+
+
+def check_values_of(key, spec, path, model):
+    """Every value a distribution can give (each listed value; both bounds of a range) must meet
+    the key's rule for ``model`` (:func:`recbole_kgin.config_check.value_rules`)."""
+    from recbole_kgin.config_check import value_rules
+
+    rule = value_rules(model).get(key)
+    if rule is None:
+        return
+    check, expected = rule
+    dist, args = spec
+    values = args
+    if dist == "uniform" or dist == "loguniform":
+        kind = "floats in"
+    elif dist == "randint":
+        kind = "integers in"
+    else:
+        kind = None
+    for value in values:
+        if kind is None and not check(value):
+            raise SpaceError(f"{path}: key '{key}': {dist} value {value!r} is not {expected} "
+                             f"for {model}")
+        if kind is not None and not check(int(value) if dist == "randint" else float(value)):
+            raise SpaceError(f"{path}: key '{key}': {dist} [{args[0]!r}, {args[1]!r}] gives "
+                             f"{kind} that range; {value!r} is not {expected} for {model}")
 
 
 def check_search_compatible(space, path, search):

@@ -21,6 +21,9 @@ A search is the experiment layer run over one model (``compare`` runs the same l
    ``best_test.json`` (its per-user test metrics in ``best_model/``).
 
 An interrupted search (Ctrl-C, SIGUSR1) continues with the same command plus ``--resume``.
+One command at a time writes into an experiment folder: it holds ``<experiment>/.run.lock``
+(:mod:`recbole_kgin.experiment.run_lock`); a second one is refused with the holder's PID before it
+writes anything.
 ``--address`` connects to a running Ray cluster; run the command on a cluster node.
 """
 
@@ -31,7 +34,7 @@ from pathlib import Path
 
 from recbole_kgin.arguments import parse_tune, search_options
 from recbole_kgin.errors import UsageError
-from recbole_kgin.experiment import protocol, report, search
+from recbole_kgin.experiment import protocol, report, run_lock, search
 from recbole_kgin.experiment.files import read_json, write_atomic, write_json
 from recbole_kgin.experiment.runner import build_dataset_blob
 from recbole_kgin.tune_space import read_space
@@ -125,31 +128,51 @@ def final_run(best, settings, exp_dir, dataset_blob, seed):
     return record
 
 
+def _check_new(exp_dir):
+    if exp_dir.exists() and any(p.name != run_lock.LOCK_NAME for p in exp_dir.iterdir()):
+        raise UsageError(f"{exp_dir} already exists: pass --resume to continue that search, "
+                         f"or another --name / --out")
+
+
 def run_search(args, callbacks=None, log=print):
     """Run (or resume) the search described by parsed ``args``; return a summary dict.
     ``callbacks`` are extra Ray Tune callbacks (the tests use them to interrupt a search)."""
     exp_dir = Path(args.out) / args.name
     if args.resume:
         settings = _load_settings(exp_dir, args)
-        if not search.can_restore(exp_dir):
-            raise UsageError(f"--resume: {exp_dir} holds no Ray Tune state to restore")
     else:
         settings = prepare_settings(args)
-        if exp_dir.exists() and any(exp_dir.iterdir()):
-            raise UsageError(f"{exp_dir} already exists: pass --resume to continue that search, "
-                             f"or another --name / --out")
+        _check_new(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_lock.acquire(exp_dir, "tune", option="--name / --out")  # before anything is written
+    try:
+        return _search_locked(args, exp_dir, settings, callbacks, log)
+    finally:
+        lock.release()
+
+
+def _search_locked(args, exp_dir, settings, callbacks, log):
+    resume = args.resume
+    if resume:
+        settings = _load_settings(exp_dir, args)  # again: a command may have ended meanwhile
+        if not search.can_restore(exp_dir):
+            # stopped before Ray Tune saved anything (no trial result to lose): start it again
+            log(f"note: {exp_dir} holds no Ray Tune state yet (the search stopped before its "
+                "first save); starting the search again with its recorded settings")
+            resume = False
+    else:
+        _check_new(exp_dir)
     settings["verbose"] = args.verbose
 
     start = time.perf_counter()
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
+    if not resume:
         write_json(exp_dir / SETTINGS_FILE, settings)
     log(f"building the dataset once ({settings['dataset']}) ...")
     blob = build_dataset_blob(settings["model"], settings["dataset"], settings["user_layer"],
                               exp_dir / "dataset")
     started = search.start_ray(args.address)
     try:
-        rows, complete = search.run_search(settings, exp_dir, blob, resume=args.resume,
+        rows, complete = search.run_search(settings, exp_dir, blob, resume=resume,
                                            callbacks=callbacks)
         write_tables(rows, settings, exp_dir)
         summary = {"experiment": str(exp_dir), "rows": rows, "complete": complete,

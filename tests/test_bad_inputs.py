@@ -152,7 +152,9 @@ def _copy_with(checkpoint, root, name, **changes):
     data = torch.load(checkpoint, weights_only=True)
     data.update(changes)
     target = root / name
-    torch.save(data, target)
+    from recbole_kgin import checkpoint as ckpt
+
+    ckpt.save(data, target)  # sealed with the digest of its new content
     return target
 
 

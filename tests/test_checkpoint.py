@@ -244,3 +244,211 @@ def test_closed_form_models_other_parameters_survive_a_weights_only_round_trip(t
     assert back["item_similarity"].dtype == np.float32 and (back["item_similarity"] == dense).all()
     assert back["k"] == 5 and back["note"] is None
     assert ckpt.unpack_other({"raw": [1, 2]}) == {"raw": [1, 2]}  # a RecBole pickle's values pass
+
+
+# ---------------------------------------------------------------------------------- content digest
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory):
+    """A finished 2-epoch tiny KGIN run: ``(data root, checkpoint path)``."""
+    root = tmp_path_factory.mktemp("digest_run")
+    write_kg_dataset(root, n_users=40, n_items=50, per_user=8)
+    out = root / "result.json"
+    assert main(tiny_args(root, epochs=2) + [f"--result_file={out}"]) == 0
+    return root, Path(json.loads(out.read_text())["checkpoint"])
+
+
+def _snapshot(root):
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in Path(root).rglob("*")}
+
+
+def _member_ranges(path):
+    """``{zip member name: (first byte, end)}`` of the stored (uncompressed) members of a file."""
+    import struct
+    import zipfile
+
+    ranges = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
+        for info in archive.infolist():
+            assert info.compress_type == zipfile.ZIP_STORED
+            handle.seek(info.header_offset)
+            header = struct.unpack("<4s5H3L2H", handle.read(30))
+            start = info.header_offset + 30 + header[9] + header[10]
+            ranges[info.filename] = (start, start + info.file_size)
+    return ranges
+
+
+def _flip_tensor_on_disk(path, tensor, count=64):
+    """Invert ``count`` bytes in the middle of the zip member that holds ``tensor``'s bytes, in
+    place in the file (torch's zip CRC is left as it was: torch does not check it)."""
+    wanted = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    assert len(wanted) > count
+    raw = bytearray(path.read_bytes())
+    for name, (start, end) in _member_ranges(path).items():
+        if "/data/" in name and raw[start:end] == wanted:
+            middle = start + (end - start - count) // 2
+            for i in range(middle, middle + count):
+                raw[i] ^= 0xFF
+            path.write_bytes(bytes(raw))
+            return name
+    raise AssertionError("no zip member holds the tensor's bytes")
+
+
+def _copy(checkpoint, folder, name="c.pth"):
+    target = folder / name
+    target.write_bytes(checkpoint.read_bytes())
+    return target
+
+
+def _expect_refused(argv, path, root, capsys):
+    before = _snapshot(root)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err and "is damaged" in err, err
+    assert _snapshot(root) == before, "the refused command wrote something"
+
+
+def test_good_checkpoint_round_trips_with_its_digest(sealed, tmp_path, capsys):
+    root, checkpoint = sealed
+    raw = torch.load(checkpoint, weights_only=True)
+    assert raw["version"] == ckpt.VERSION == 2
+    assert raw[ckpt.DIGEST_KEY] == ckpt.content_digest(raw) and len(raw[ckpt.DIGEST_KEY]) == 64
+    capsys.readouterr()
+    data = ckpt.load(checkpoint)
+    assert capsys.readouterr().err == ""  # no notice for a verified checkpoint
+    assert torch.equal(data["state_dict"]["user_embedding"],
+                       raw["state_dict"]["user_embedding"])
+    # saved again, the same content gives the same digest
+    again = ckpt.save(data, tmp_path / "again.pth")
+    assert torch.load(again, weights_only=True)[ckpt.DIGEST_KEY] == raw[ckpt.DIGEST_KEY]
+    assert main(["recommend", "--checkpoint", str(checkpoint), "--users", "u1",
+                 "--topk", "3"]) == 0
+
+
+def test_digest_sees_every_part():
+    base = {"format": ckpt.FORMAT, "w": torch.arange(4.0), "opt": {"state": {0: {
+        "exp_avg": torch.zeros(3)}}}, "best": {"valid_score": 0.25}, "names": ["a", "b"]}
+    digest = ckpt.content_digest(base)
+    assert ckpt.content_digest({**base, ckpt.DIGEST_KEY: "anything"}) == digest
+    assert ckpt.content_digest(dict(reversed(list(base.items())))) == digest  # order of keys
+    changed = [
+        {**base, "w": torch.tensor([0.0, 1.0, 2.0, 3.0000002])},
+        {**base, "w": torch.arange(4.0).reshape(2, 2)},
+        {**base, "w": torch.arange(4.0).double()},
+        {**base, "opt": {"state": {1: {"exp_avg": torch.zeros(3)}}}},
+        {**base, "best": {"valid_score": 0.25000000000000006}},
+        {**base, "best": {"valid_score": "0.25"}},
+        {**base, "names": ["a", "b", None]},
+        {**base, "names": ["ab"]},
+    ]
+    assert len({ckpt.content_digest(c) for c in changed} | {digest}) == len(changed) + 1
+
+
+def test_flipped_bytes_in_a_weight_tensor_are_refused(sealed, tmp_path, capsys, monkeypatch):
+    root, checkpoint = sealed
+    monkeypatch.chdir(tmp_path)
+    bad = _copy(checkpoint, tmp_path)
+    weight = torch.load(checkpoint, weights_only=True)["state_dict"]["entity_embedding"]
+    _flip_tensor_on_disk(bad, weight)
+    reread = torch.load(bad, weights_only=True)  # torch itself loads it without complaint
+    copies = (reread["state_dict"]["entity_embedding"],  # the best weights and the last epoch's
+              reread["training"]["state_dict"]["entity_embedding"])
+    assert not all(torch.equal(copy, weight) for copy in copies)
+    with pytest.raises(ckpt.CheckpointError, match="is damaged: its content does not match"):
+        ckpt.load(bad)
+    _expect_refused(["recommend", "--checkpoint", str(bad), "--users", "u1"], bad, tmp_path,
+                    capsys)
+    _expect_refused(["explain", "--checkpoint", str(bad), "--user", "u1"], bad, tmp_path, capsys)
+    _expect_refused([f"--resume={bad}"], bad, tmp_path, capsys)
+    from recbole_kgin.quick_start import load_data_and_model
+
+    with pytest.raises(ckpt.CheckpointError, match=f"checkpoint {bad} is damaged"):
+        load_data_and_model(str(bad))
+
+
+def test_flipped_bytes_in_the_optimizer_state_are_refused(sealed, tmp_path, capsys,
+                                                          monkeypatch):
+    root, checkpoint = sealed
+    monkeypatch.chdir(tmp_path)
+    bad = _copy(checkpoint, tmp_path)
+    state = torch.load(checkpoint, weights_only=True)["training"]["optimizer"]["state"]
+    exp_avg = max((s["exp_avg"] for s in state.values()), key=lambda t: t.numel())
+    _flip_tensor_on_disk(bad, exp_avg)
+    reread = torch.load(bad, weights_only=True)["training"]["optimizer"]["state"]
+    assert not all(torch.equal(s["exp_avg"], state[k]["exp_avg"]) for k, s in reread.items())
+    with pytest.raises(ckpt.CheckpointError, match=f"checkpoint {bad} is damaged"):
+        ckpt.load(bad)
+    _expect_refused([f"--resume={bad}"], bad, tmp_path, capsys)
+
+
+def test_a_flipped_bit_in_the_plain_data_is_refused(sealed, tmp_path, capsys, monkeypatch):
+    import struct
+
+    root, checkpoint = sealed
+    monkeypatch.chdir(tmp_path)
+    bad = _copy(checkpoint, tmp_path)
+    score = torch.load(checkpoint, weights_only=True)["best"]["valid_score"]
+    pickled = b"G" + struct.pack(">d", score)  # a pickled float (BINFLOAT)
+    (start, end), = [r for n, r in _member_ranges(bad).items() if n.endswith("/data.pkl")]
+    raw = bytearray(bad.read_bytes())
+    at = raw.find(pickled, start, end)
+    assert at > 0
+    raw[at + 8] ^= 0x01  # the lowest bit of the mantissa
+    bad.write_bytes(bytes(raw))
+    reread = torch.load(bad, weights_only=True)
+    assert reread["best"]["valid_score"] != score or reread["training"]["best_valid_score"] != score
+    with pytest.raises(ckpt.CheckpointError, match=f"checkpoint {bad} is damaged"):
+        ckpt.load(bad)
+    _expect_refused(["recommend", "--checkpoint", str(bad), "--users", "u1"], bad, tmp_path,
+                    capsys)
+
+
+def test_old_checkpoint_without_digest_loads_with_a_notice(sealed, tmp_path, capsys):
+    root, checkpoint = sealed
+    data = torch.load(checkpoint, weights_only=True)
+    data.pop(ckpt.DIGEST_KEY)
+    old = tmp_path / "old.pth"
+    torch.save({**data, "version": 1}, old)  # what version 1 of this package wrote
+    capsys.readouterr()
+    loaded = ckpt.load(old)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"note: checkpoint {old} has format version 1") and "\n" not in err
+    assert "cannot be verified" in err
+    assert torch.equal(loaded["state_dict"]["user_embedding"],
+                       data["state_dict"]["user_embedding"])
+    assert main(["recommend", "--checkpoint", str(old), "--users", "u1", "--topk", "2"]) == 0
+    # a current-format file whose digest is gone is damaged, not old
+    stripped = tmp_path / "stripped.pth"
+    torch.save(data, stripped)
+    with pytest.raises(ckpt.CheckpointError, match="is damaged: format version 2 but no content"):
+        ckpt.load(stripped)
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_save(tmp_path):
+    """SIGKILL a process in the middle of a checkpoint write, then save another checkpoint into
+    the same directory: the dead writer's temporary file goes, a live writer's stays."""
+    code = (
+        "import sys, time\n"
+        "from recbole_kgin import checkpoint as ckpt\n"
+        "def slow(handle):\n"
+        "    handle.write(b'partial'); handle.flush()\n"
+        "    print('writing', flush=True); time.sleep(60)\n"
+        "ckpt.atomic_write(sys.argv[1], slow)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "KGIN-a.pth")], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    left = list(tmp_path.glob(".KGIN-a.pth.tmp-*"))
+    assert len(left) == 1 and f".tmp-{proc.pid}-" in left[0].name
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    live = tmp_path / f".KGIN-c.pth.tmp-{os.getpid()}-{ckpt._host_tag()}-abcdefgh"
+    live.write_bytes(b"being written")
+    elsewhere = tmp_path / f".KGIN-d.pth.tmp-{proc.pid}-00000000-abcdefgh"  # another host's
+    elsewhere.write_bytes(b"being written there")
+    ckpt.save({"format": ckpt.FORMAT, "x": torch.ones(2)}, tmp_path / "KGIN-b.pth")
+    assert not left[0].exists()
+    assert live.exists() and elsewhere.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["KGIN-b.pth", live.name, elsewhere.name])

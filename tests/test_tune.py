@@ -284,6 +284,34 @@ def test_interrupted_search_resumes_without_the_data_files(ray_local, tmp_path):
     assert (out / "resumable" / "best_test.json").is_file()
 
 
+def test_stale_search_without_ray_state_can_be_resumed(ray_local, data_root, tmp_path,
+                                                       monkeypatch, capsys):
+    """A search stopped before Ray Tune saved anything (e.g. killed while building the dataset)
+    is neither new nor restorable by Ray; --resume starts it again with its recorded settings."""
+    space = _space(tmp_path, "learning_rate: {choice: [1e-3, 1e-2]}\n")
+    config_file = _config_file(tmp_path, data_root)
+    out = tmp_path / "out"
+    argv = _argv(space, config_file, out, "--num-samples", "2", "--scheduler", "fifo",
+                 "--name", "stale", "--epochs=1", "--eval_step=1")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(tuning.search, "run_search", killed)
+        with pytest.raises(KeyboardInterrupt):
+            tuning.run_search(tuning.parse_args(argv), log=lambda *_: None)
+    assert (out / "stale" / tuning.SETTINGS_FILE).is_file()
+    assert not tuning.search.can_restore(out / "stale")
+    with pytest.raises(UsageError, match="--resume"):   # not new: refused, pointing to --resume
+        tuning.run_search(tuning.parse_args(argv), log=lambda *_: None)
+    assert tuning.main(["--resume", "--out", str(out), "--name", "stale", "--verbose", "0"]) == 0
+    assert "holds no Ray Tune state yet" in capsys.readouterr().out
+    rows = _read_csv(out / "stale" / "trials.csv")
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"finished"}
+    assert (out / "stale" / "best_test.json").is_file()
+
+
 # ---------------------------------------------------------------------------------------------
 # rejected before Ray starts
 # ---------------------------------------------------------------------------------------------
