@@ -152,6 +152,9 @@ def _epoch_label(result):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    from recbole_kgin import quiet
+
+    quiet.install()
     try:
         if argv and argv[0] == "convert":
             from recbole_kgin.data.convert import main as convert_main

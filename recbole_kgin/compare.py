@@ -286,7 +286,8 @@ def select_configuration(name, config, args, budget, model_dir, blob, memory=Non
         import shutil
 
         shutil.rmtree(exp_dir)
-    rows, complete = search.run_search(settings, exp_dir, blob, resume=resume)
+    rows, complete = search.run_search(settings, exp_dir, blob, resume=resume,
+                                       label=f"  {name} search")
     if not complete:
         raise KeyboardInterrupt
     best = search.best_row(rows)
@@ -365,7 +366,7 @@ def final_runs(name, config, args, budget, seeds, model_dir, blob, params, memor
     final_settings["user_layer"].update(extra or {})
     seeds = protocol.model_seeds(name, seeds)
     errors, attempted = search.run_finals(final_settings, params, seeds, model_dir / "final", blob,
-                                          per_user_ks=protocol.TABLE_KS)
+                                          per_user_ks=protocol.TABLE_KS, label=f"  {name}")
     if errors:
         seed, error = next(iter(errors.items()))
         raise RuntimeError(f"seed {seed}: {error}")

@@ -173,7 +173,7 @@ def _search_locked(args, exp_dir, settings, callbacks, log):
     started = search.start_ray(args.address)
     try:
         rows, complete = search.run_search(settings, exp_dir, blob, resume=resume,
-                                           callbacks=callbacks)
+                                           callbacks=callbacks, label=f"{settings['model']} search")
         write_tables(rows, settings, exp_dir)
         summary = {"experiment": str(exp_dir), "rows": rows, "complete": complete,
                    "settings": settings, "best": None}

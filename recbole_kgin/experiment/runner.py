@@ -263,9 +263,10 @@ def run_trial(params, *, setup, dataset_blob):
     one ``seed``: test evaluated once, record and per-user metrics written to ``setup["final_dir"]``)."""
     import ray
 
-    from recbole_kgin import ray_api
+    from recbole_kgin import quiet, ray_api
     from recbole_kgin.quick_start import create_config
 
+    quiet.install()
     params = {k: plain(v) for k, v in trial_params(params).items()}
     trial_dir = Path(ray_api.trial_dir()).resolve()
     gpu_ids = ray.get_gpu_ids() if setup["gpus_per_trial"] > 0 else []

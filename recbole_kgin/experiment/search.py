@@ -125,10 +125,13 @@ def start_ray(address=None):
     """Start (or connect to) Ray unless it runs already; True when this call started it."""
     import ray
 
+    from recbole_kgin import quiet
+
     if ray.is_initialized():
         return False
+    quiet.install()
     ray.init(address=address, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
+             runtime_env={"env_vars": quiet.worker_env()})
     return True
 
 
@@ -226,15 +229,28 @@ def _tuner(settings, exp_dir, trainable, param_space, scheduler, search_alg, num
                       run_config=run_config)
 
 
-def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None):
+def _with_progress(callbacks, label, total, settings, unit):
+    from recbole_kgin.experiment import progress
+
+    callbacks = list(callbacks or [])
+    if label:
+        callbacks.append(progress.callback(label, total, settings["valid_metric"],
+                                           settings["mode"] == "max", unit=unit))
+    return callbacks
+
+
+def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, label=None):
     """Run (or, with ``resume``, continue) the search; returns ``(rows, complete)`` (see
-    :func:`collect_trials`)."""
+    :func:`collect_trials`). With ``label``, progress lines on the console
+    (:mod:`recbole_kgin.experiment.progress`)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     check_memory(settings)
     trainable = _trainable(settings, dataset_blob, mode="search")
+    callbacks = _with_progress(callbacks, label, settings["expected_trials"], settings, "trials")
     if resume:
+        # the restored experiment keeps the callbacks it was started with (progress included)
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False)
     else:
@@ -265,7 +281,7 @@ def can_restore(exp_dir):
 
 
 def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
-               per_user_ks=(20,)):
+               per_user_ks=(20,), label=None):
     """Train ``params`` once per seed (one Ray trial each, the split fixed by the settings'
     ``split_seed``) and test once; each run writes ``final_dir/seed-<s>.json`` and ``.npz``.
     Seeds whose JSON exists are skipped. Returns ``{seed: one-line error}`` of the runs that
@@ -284,6 +300,7 @@ def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
     trainable = _trainable(settings, dataset_blob, mode="final", final_dir=str(final_dir),
                            per_user_ks=list(per_user_ks))
     space = {**params, "seed": tune.grid_search(missing)}
+    callbacks = _with_progress(callbacks, label, len(missing), settings, "seed runs")
     tuner = _tuner(settings, exp_dir, trainable, space, FIFOScheduler(), None, 1, callbacks)
     grid = tuner.fit()
     ended = _ended_trials(exp_dir)

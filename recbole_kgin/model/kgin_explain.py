@@ -51,14 +51,16 @@ def intent_relation_weights(model):
 
 
 @torch.no_grad()
-def propagate(model, dataset):
+def propagate(model, dataset, edges=None):
     """KGIN's evaluation-time propagation, written plainly, keeping every hop.
 
     Returns a dict: ``user``, ``entity`` (final representations), per hop lists ``user_agg``
     (``a``), ``user_norm`` / ``entity_norm`` (the normalisation scalars), ``beta`` ([n_users, F]
-    intent weights), and ``intents`` ([F, d]).
+    intent weights), ``entity_hops`` (the entity representations entering each hop, then the
+    last one) and ``intents`` ([F, d]). ``edges``: ``(head, relation, tail)`` to propagate over
+    instead of the dataset's (e.g. with some removed).
     """
-    head, rel, tail = kg_edges(model, dataset)
+    head, rel, tail = kg_edges(model, dataset) if edges is None else edges
     n_entities = model.entity_embedding.shape[0]
     n_items = model.n_items
     head_t, rel_t, tail_t = (torch.from_numpy(a) for a in (head, rel, tail))
@@ -80,7 +82,7 @@ def propagate(model, dataset):
     user, entity = model.user_embedding.detach(), model.entity_embedding.detach()
     user_res, entity_res = user.clone(), entity.clone()
     out = {"user_agg": [], "user_norm": [], "entity_norm": [], "beta": [], "intents": intents,
-           "user_input": []}
+           "user_input": [], "entity_hops": [entity]}
     for _ in range(model.context_hops):
         messages = relation[rel_t] * entity[tail_t]
         entity_agg = torch.zeros_like(entity).index_add_(0, head_t, messages) / degree[:, None]
@@ -95,6 +97,7 @@ def propagate(model, dataset):
         out["user_norm"].append(user_norm)
         out["entity_norm"].append(entity_norm)
         entity = entity_agg / entity_norm[:, None]
+        out["entity_hops"].append(entity)
         user = user_out / user_norm[:, None]
         entity_res = entity_res + entity
         user_res = user_res + user

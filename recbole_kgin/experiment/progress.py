@@ -1,0 +1,116 @@
+# -*- coding: utf-8 -*-
+"""Progress of a search or of seed runs on the console: one line per finished trial (its validation
+score and the best so far) and, about every minute, a line with the runs done, the time spent and
+an estimate of the time left. On a terminal the progress line is a bar redrawn in place; in a log
+file it is a plain line."""
+
+import sys
+import time
+
+INTERVAL_S = 60.0
+
+
+def duration(seconds):
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def better(a, b, bigger):
+    if b is None:
+        return True
+    return a > b if bigger else a < b
+
+
+def eta(done, total, elapsed):
+    """Seconds left at the mean time per finished run so far (None before the first)."""
+    if done <= 0 or total <= done:
+        return None if done <= 0 else 0.0
+    return elapsed / done * (total - done)
+
+
+def progress_line(label, unit, done, total, elapsed, best, metric, bar=False):
+    left = eta(done, total, elapsed)
+    parts = [f"{done}/{total} {unit}"]
+    if best is not None:
+        parts.append(f"best {metric} {best:.4f}")
+    parts.append(f"{duration(elapsed)} elapsed")
+    parts.append("time left unknown" if left is None else f"about {duration(left)} left")
+    text = f"{label}: " + ", ".join(parts)
+    if bar:
+        width = 20
+        filled = int(width * done / total) if total else width
+        text = f"{label} [{'#' * filled}{'.' * (width - filled)}] " + ", ".join(parts)
+    return text
+
+
+def trial_line(label, unit, number, total, score, best, metric, status="finished"):
+    score_text = "no validation" if score is None else f"{metric} {score:.4f}"
+    best_text = "" if best is None else f" (best so far {best:.4f})"
+    return f"{label}: {unit[:-1] if unit.endswith('s') else unit} {number}/{total} {status}, " \
+           f"{score_text}{best_text}"
+
+
+def callback(label, total, metric, bigger, unit="trials", out=None, interval=None,
+             clock=time.monotonic):
+    """A Ray Tune callback printing :func:`trial_line` and :func:`progress_line`."""
+    from ray.tune import Callback
+
+    def stream():  # looked up at each line: the callback is pickled with the experiment
+        return out or sys.stdout
+
+    class Progress(Callback):
+        def __init__(self):
+            self.start = clock()
+            self.last_line = self.start
+            self.done = 0
+            self.best = None
+            self.scores = {}
+            self.tty = hasattr(stream(), "isatty") and stream().isatty()
+            self.redrawn = False
+
+        def _print(self, text, redraw=False):
+            if self.tty and redraw:  # the bar, redrawn in place
+                stream().write("\r" + text)
+                self.redrawn = True
+            else:
+                if self.redrawn:
+                    stream().write("\n")
+                    self.redrawn = False
+                stream().write(text + "\n")
+            stream().flush()
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            score = result.get("best_valid_score", result.get("valid_score"))
+            if score is not None:
+                self.scores[trial.trial_id] = float(score)
+
+        def _end(self, trial, status):
+            self.done += 1
+            score = self.scores.get(trial.trial_id)
+            if score is not None and better(score, self.best, bigger):
+                self.best = score
+            self._print(trial_line(label, unit, self.done, total, score, self.best, metric,
+                                   status))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._end(trial, "finished")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._end(trial, "failed")
+
+        def on_step_end(self, iteration, trials, **info):
+            now = clock()
+            if now - self.last_line >= (INTERVAL_S if interval is None else interval):
+                self.last_line = now
+                self._print(progress_line(label, unit, self.done, total, now - self.start,
+                                          self.best, metric, bar=self.tty), redraw=True)
+
+        def on_experiment_end(self, trials, **info):
+            if self.redrawn:
+                stream().write("\n")
+                stream().flush()
+                self.redrawn = False
+
+    return Progress()
