@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recbole_kgin.errors import UsageError
+from recbole_kgin.errors import OutputError, UsageError, os_error_line
 
 FORMAT = "recbole-kgin-checkpoint"
 VERSION = 2  # 2: content digest (``content_sha256``); 1: none
@@ -104,23 +104,29 @@ def remove_stale_temps(folder, target_name=None):
 
 def atomic_write(path, write):
     """Write ``path`` through ``write(binary_file)`` atomically; the result has the usual mode
-    (0666 minus the umask), not the 0600 of a temporary file."""
+    (0666 minus the umask), not the 0600 of a temporary file. An OS error (disk full, permission,
+    a file in the way, a name too long) becomes one :class:`~recbole_kgin.errors.OutputError`
+    line naming ``path``; the previous file is kept and no temporary file is left."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path.name)}{os.getpid()}-{_host_tag()}-",
-                               dir=str(path.parent))
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path.name)}{os.getpid()}-{_host_tag()}-",
+                                   dir=str(path.parent))
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(exc, OSError):
+            raise OutputError(os_error_line(exc, path)) from None
         raise
     remove_stale_temps(path.parent, path.name)
     try:

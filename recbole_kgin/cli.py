@@ -182,3 +182,10 @@ def main(argv=None):
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message} (set RECBOLE_KGIN_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
+    except OSError as err:  # a file RecBole or a library opened (our writes raise OutputError)
+        if os.environ.get("RECBOLE_KGIN_DEBUG"):
+            raise
+        where = err.filename or "a file"
+        print(f"error: {where}: {err.strerror or err} (set RECBOLE_KGIN_DEBUG=1 for the "
+              "traceback)", file=sys.stderr)
+        return 1

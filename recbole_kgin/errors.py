@@ -6,6 +6,18 @@ class UsageError(Exception):
     """A mistake in what the user asked for: reported on one line, exit code 2."""
 
 
+class OutputError(UsageError):
+    """A file or directory that cannot be written (disk full, permission, a file in the way, a
+    name too long): one line naming the path; what was there before is kept."""
+
+
+def os_error_line(exc, path=None):
+    """One line for an ``OSError`` raised while writing ``path``."""
+    where = path if path is not None else (exc.filename or "an output file")
+    why = exc.strerror or type(exc).__name__
+    return f"cannot write {where}: {why}; nothing was replaced (the previous file, if any, is kept)"
+
+
 def split_overrides(tokens):
     """Turn ``--key=value`` tokens into a dict of strings (RecBole converts the values)."""
     overrides = {}

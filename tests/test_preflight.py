@@ -199,3 +199,51 @@ def test_gpu_id_without_a_cuda_device(work, capsys):
     else:
         argv = [*data_args(work), "--gpu_id=0"]
     expect_error(argv, "no CUDA device with that id is available here", work, capsys)
+
+
+def test_write_errors_become_one_line_and_keep_the_previous_file(tmp_path, monkeypatch):
+    from recbole_kgin import checkpoint as ckpt
+    from recbole_kgin.errors import OutputError
+
+    target = tmp_path / "model.pth"
+    ckpt.atomic_write(target, lambda f: f.write(b"good"))
+
+    def disk_full(handle):
+        handle.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"cannot write .*model.pth: No space left on device"):
+        ckpt.atomic_write(target, disk_full)
+    assert target.read_bytes() == b"good"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth"]   # no temporary file
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(OutputError, match="a_file/model.pth"):
+        ckpt.atomic_write(tmp_path / "a_file" / "model.pth", lambda f: f.write(b"x"))
+
+
+def test_train_with_checkpoint_dir_under_a_file(work, capsys):
+    argv = ["--model=Pop", "--dataset=tiny", f"--data_path={work}",
+            f"--checkpoint_dir={work / 'a_file' / 'saved'}", "--show_progress=False",
+            "--state=WARNING", "--epochs=1", LOAD_COL]
+    before = snapshot(work)
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "\n" not in err and "Traceback" not in err, err
+    assert "a_file" in err
+    assert {k: v for k, v in snapshot(work).items() if not k.startswith("log")} == {
+        k: v for k, v in before.items() if not k.startswith("log")}
+
+
+def test_truncated_xz_source_is_one_line(tmp_path, capsys):
+    import lzma
+
+    src = tmp_path / "src"
+    src.mkdir()
+    data = lzma.compress(b"".join(f"{u} {u % 5} {(u + 1) % 5}\n".encode() for u in range(200)))
+    (src / "test.txt.xz").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    code = main(["convert", "--src", str(src), "--name", "ds", "--out", str(out), "--no-kg",
+                 "--resplit", "0.8,0.1,0.1"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "\n" not in err and "truncated .xz file" in err, err
+    assert not out.exists() or list(out.iterdir()) == []

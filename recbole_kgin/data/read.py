@@ -27,6 +27,8 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except lzma.LZMAError as exc:
         raise ConvertError(f"{path}: cannot decompress ({exc})") from None
+    except EOFError:
+        raise ConvertError(f"{path}: truncated .xz file (the compressed data ends early)") from None
     except OSError as exc:
         raise ConvertError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
