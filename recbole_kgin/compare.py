@@ -304,8 +304,8 @@ def select_configuration(name, config, args, budget, model_dir, blob, memory=Non
                "distinct_configurations": len({json.dumps(r["params"], sort_keys=True)
                                                for r in rows}),
                "space_size": protocol.space_size(settings["space"]), "edges": edges,
-               "trial_log": [{k: r[k] for k in ("trial_id", "best_valid", "epochs_run", "seconds",
-                                                "status")}
+               "trial_log": [{k: r.get(k) for k in ("trial_id", "best_valid", "epochs_run",
+                                                    "seconds", "status", "node_id", "failures")}
                              for r in sorted(rows, key=lambda r: r["trial_id"])]}
     write_json(model_dir / "search.json", summary)
     return summary["params"], summary["trials"], summary
@@ -332,7 +332,8 @@ def summarise_seeds(name, seed_records, budget, bigger):
     row["splits_agree"] = all(r.get("split") == row["split"] for r in seed_records)
     row["backend"] = seed_records[0].get("backend")
     row["seed_results"] = [{k: r.get(k) for k in ("seed", "test_result", "best_valid_score",
-                                                  "best_epoch", "epochs_run", "total_seconds")}
+                                                  "best_epoch", "epochs_run", "total_seconds",
+                                                  "node_id")}
                            for r in seed_records]
     return row
 
@@ -365,10 +366,13 @@ def final_runs(name, config, args, budget, seeds, model_dir, blob, params, memor
     final_settings.update(memory)
     final_settings["user_layer"].update(extra or {})
     seeds = protocol.model_seeds(name, seeds)
-    errors, attempted = search.run_finals(final_settings, params, seeds, model_dir / "final", blob,
-                                          per_user_ks=protocol.TABLE_KS, label=f"  {name}")
+    errors, attempted, failures = search.run_finals(
+        final_settings, params, seeds, model_dir / "final", blob, per_user_ks=protocol.TABLE_KS,
+        label=f"  {name}")
     if errors:
         seed, error = next(iter(errors.items()))
+        if error.startswith("node lost"):
+            raise RuntimeError(f"node lost (seed {seed}: the Ray node running it died)")
         raise RuntimeError(f"seed {seed}: {error}")
     if not attempted:
         raise KeyboardInterrupt
@@ -376,6 +380,7 @@ def final_runs(name, config, args, budget, seeds, model_dir, blob, params, memor
     if any(r is None for r in records):
         raise KeyboardInterrupt
     row = summarise_seeds(name, records, budget, bool(config["valid_metric_bigger"]))
+    row["seed_failures"] = failures
     for stale in (model_dir / "dataset").glob("*.pth"):  # rebuilt on demand; can be large
         stale.unlink()
     return row
@@ -629,6 +634,8 @@ def _run(args, argv, budget, configs, protocols, settings, run_dir):
     start = time.perf_counter()
     started = search.start_ray(args.address)
     try:
+        if args.address:  # trials on other nodes write their results into the run folder
+            search.check_shared_folder(run_dir)
         for index, (name, variant) in enumerate(jobs, 1):
             prefix = f"[{index}/{len(jobs)}] {name}"
             if name in rows:

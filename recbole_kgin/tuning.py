@@ -119,7 +119,7 @@ def final_run(best, settings, exp_dir, dataset_blob, seed):
     """The best configuration trained once more (a final run of the experiment layer, one Ray
     trial) and tested once; returns its record, or raises with the run's one-line error."""
     folder = Path(exp_dir) / BEST_MODEL
-    errors, _ = search.run_finals(settings, best["params"], [seed], folder, dataset_blob)
+    errors, _, _ = search.run_finals(settings, best["params"], [seed], folder, dataset_blob)
     if errors:
         raise RuntimeError(f"the final run of the best configuration failed: {errors[seed]}")
     record = read_json(folder / f"seed-{seed}.json")
@@ -172,6 +172,8 @@ def _search_locked(args, exp_dir, settings, callbacks, log):
                               exp_dir / "dataset")
     started = search.start_ray(args.address)
     try:
+        if args.address:  # trials on other nodes write their results into the experiment folder
+            search.check_shared_folder(exp_dir)
         rows, complete = search.run_search(settings, exp_dir, blob, resume=resume,
                                            callbacks=callbacks, label=f"{settings['model']} search")
         write_tables(rows, settings, exp_dir)

@@ -276,4 +276,7 @@ def ledger(row, search_summary, cpus_per_trial, gpus_per_trial):
         "wall_s": row.get("wall_seconds"),
         "cpu_s": seconds * float(cpus_per_trial),
         "gpu_s": seconds * float(gpus_per_trial),
+        # attempts that failed and were retried (--max-failures), e.g. on a lost Ray node
+        "lost_attempts": sum(int(t.get("failures") or 0) for t in trials)
+        + int(row.get("seed_failures") or 0),
     }

@@ -137,7 +137,7 @@ CSV_FIELDS_TAIL = ["p_value", "p_value_adj", "p_value_ndcg@20", "p_value_ndcg@20
                    "p_value_vs_full", "p_value_vs_full_adj", "recall@20_splits_mean",
                    "recall@20_splits_std", "ndcg@20_splits_mean", "ndcg@20_splits_std",
                    "splits_done", "kg_triplets", "distinct_configurations",
-                   "epochs_total", "wall_s", "cpu_s", "gpu_s", "seconds_per_epoch",
+                   "epochs_total", "lost_attempts", "wall_s", "cpu_s", "gpu_s", "seconds_per_epoch",
                    "total_seconds", "n_params", "error"]
 
 
@@ -498,8 +498,9 @@ def trials_csv(rows, keys, valid_metric):
 
 
 def trials_markdown(rows, keys, settings, edges=None, selected=None):
+    nodes = any(r.get("node_id") for r in rows)
     header = ["rank", "trial_id", *keys, f"valid {settings['valid_metric']}", "best_epoch",
-              "epochs_run", "status"]
+              "epochs_run", *(["node"] if nodes else []), "status"]
     lines = [
         f"# {settings['model']} on {settings['dataset']}: {len(rows)} trials",
         "",
@@ -515,7 +516,9 @@ def trials_markdown(rows, keys, settings, edges=None, selected=None):
         cells = [str(r["rank"]), r["trial_id"], *[_fmt(r["params"][k]) for k in keys],
                  "" if r["best_valid"] is None else f"{r['best_valid']:.4f}",
                  _fmt(r["best_epoch"]), _fmt(r["epochs_run"]),
-                 r["status"] + (f": {r['error']}" if r["error"] else "")]
+                 *([(r.get("node_id") or "")[:8]] if nodes else []),
+                 r["status"] + (f": {r['error']}" if r["error"] else "")
+                 + (f" (after {r['failures']} lost attempt(s))" if r.get("failures") else "")]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if edges is not None:
         lines += ["", edge_sentence(selected or {}, edges, settings.get("space") or {})]
@@ -570,9 +573,9 @@ def ledger_lines(rows):
     lines = ["", "Tuning and budget ledger (epochs: search trials and seed runs together; CPU / GPU "
              "seconds: each Ray trial's time times its reserved CPUs / GPUs):", "",
              "| model | trials | distinct configurations | space size | selected values on a range "
-             "edge | epochs trained | wall s | CPU s | GPU s |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
-    totals = {"epochs_total": 0, "wall_s": 0.0, "cpu_s": 0.0, "gpu_s": 0.0}
+             "edge | epochs trained | lost attempts | wall s | CPU s | GPU s |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    totals = {"epochs_total": 0, "lost_attempts": 0, "wall_s": 0.0, "cpu_s": 0.0, "gpu_s": 0.0}
     for r in ok:
         search = r.get("search") or {}
         edges = search.get("edges")
@@ -581,13 +584,13 @@ def ledger_lines(rows):
         size = search.get("space_size", "-" if not r.get("trials") else "?")
         cells = [r["model"], str(r.get("trials", "-")), _fmt(r.get("distinct_configurations")),
                  f"{size:,}" if isinstance(size, int) else str(size), edge_text,
-                 _fmt(r.get("epochs_total")),
+                 _fmt(r.get("epochs_total")), _fmt(r.get("lost_attempts") or 0),
                  *[("-" if r.get(k) is None else f"{r[k]:.0f}") for k in ("wall_s", "cpu_s", "gpu_s")]]
         lines.append("| " + " | ".join(cells) + " |")
         for key in totals:
             totals[key] += r.get(key) or 0
-    lines.append(f"| **total** | | | | | {totals['epochs_total']:,} | {totals['wall_s']:.0f} | "
-                 f"{totals['cpu_s']:.0f} | {totals['gpu_s']:.0f} |")
+    lines.append(f"| **total** | | | | | {totals['epochs_total']:,} | {totals['lost_attempts']} | "
+                 f"{totals['wall_s']:.0f} | {totals['cpu_s']:.0f} | {totals['gpu_s']:.0f} |")
     return lines
 
 

@@ -268,6 +268,11 @@ def run_trial(params, *, setup, dataset_blob):
 
     quiet.install()
     params = {k: plain(v) for k, v in trial_params(params).items()}
+    node_id = ray.get_runtime_context().get_node_id()  # which Ray node ran it (trials.md, results)
+
+    def report(values):
+        ray_api.report({**values, "node_id": node_id})
+
     trial_dir = Path(ray_api.trial_dir()).resolve()
     gpu_ids = ray.get_gpu_ids() if setup["gpus_per_trial"] > 0 else []
     final = setup.get("mode") == "final"
@@ -284,7 +289,7 @@ def run_trial(params, *, setup, dataset_blob):
     set_threads(setup["cpus_per_trial"])
     reporter = ValidationReporter(bool(run_config["valid_metric_bigger"]),
                                   int(run_config["epochs"]),
-                                  (lambda _: None) if final else ray_api.report)
+                                  report)  # seed runs too: progress lines, the node it ran on
     result, per_user, split = run_configuration(
         run_config, dataset_blob, evaluate_test=final, on_validation=reporter,
         per_user_ks=tuple(setup.get("per_user_ks", (20,))))
@@ -293,8 +298,7 @@ def run_trial(params, *, setup, dataset_blob):
     if final:
         result["saved_model_file"] = None  # inside the trial directory; not kept
         record = {**result, "params": params, "seed": int(run_config["seed"]), "split": split,
-                  "trial_dir": str(trial_dir)}
+                  "trial_dir": str(trial_dir), "node_id": node_id}
         write_final(setup["final_dir"], int(run_config["seed"]), record, per_user)
-    ray_api.report({**reporter.last, "finished": True,
-                    "seconds_per_epoch": result["seconds_per_epoch"],
-                    "n_params": result["n_params"]})
+    report({**reporter.last, "finished": True, "seconds_per_epoch": result["seconds_per_epoch"],
+            "n_params": result["n_params"]})

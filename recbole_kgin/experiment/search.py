@@ -135,6 +135,47 @@ def start_ray(address=None):
     return True
 
 
+def check_shared_folder(folder, timeout=60.0):
+    """Every live Ray node must see ``folder`` at the same path: trials write their results there.
+    Writes a token file, reads it back on each node (a zero-CPU task pinned to it) and removes it;
+    one line naming the first node that cannot see it."""
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    token = folder / f".node-check-{uuid.uuid4().hex}"
+    token.write_text(token.name)
+
+    @ray.remote(num_cpus=0)
+    def sees(path, text):
+        try:
+            return Path(path).read_text() == text
+        except OSError:
+            return False
+
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        checks = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            n["NodeID"], soft=False)).remote(str(token), token.name) for n in nodes]
+        try:
+            seen = ray.get(checks, timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            raise UsageError(f"{folder}: the Ray nodes did not answer within {timeout:.0f} s "
+                             "whether they can see the run folder") from None
+    finally:
+        token.unlink(missing_ok=True)
+    for node, ok in zip(nodes, seen):
+        if not ok:
+            raise UsageError(
+                f"{folder}: not visible from Ray node {node.get('NodeManagerAddress')} "
+                f"({node['NodeID'][:8]}); trials write their results there, so put --out on a "
+                "directory every node mounts at the same path (see README, On a Ray cluster)")
+    return len(nodes)
+
+
 def stop_ray(started):
     if started:
         import ray
@@ -285,7 +326,8 @@ def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
     """Train ``params`` once per seed (one Ray trial each, the split fixed by the settings'
     ``split_seed``) and test once; each run writes ``final_dir/seed-<s>.json`` and ``.npz``.
     Seeds whose JSON exists are skipped. Returns ``{seed: one-line error}`` of the runs that
-    failed, and whether every seed was attempted (False after an interruption)."""
+    failed, whether every seed was attempted (False after an interruption) and how many attempts
+    failed and were retried (``--max-failures``, e.g. a node lost)."""
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
@@ -293,7 +335,7 @@ def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
     check_memory(settings)
     missing = [s for s in seeds if not (final_dir / f"seed-{s}.json").is_file()]
     if not missing:
-        return {}, True
+        return {}, True, 0
     exp_dir = final_dir / "ray"
     if exp_dir.exists():  # a run interrupted before: its finished seeds are kept as files
         shutil.rmtree(exp_dir)
@@ -306,16 +348,64 @@ def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
     ended = _ended_trials(exp_dir)
     errors = {}
     trials = list(getattr(grid, "_experiment_analysis").trials)
+    dead = dead_nodes()
     for trial, result in zip(trials, grid):
         seed = int((trial.config or {}).get("seed"))
         if result.error is not None and trial.trial_id in ended:
-            errors[seed] = short_error(result.error)
+            errors[seed] = trial_error(result.error, (result.metrics or {}).get("node_id"), dead)
     attempted = all(t.trial_id in ended for t in trials) and len(trials) == len(missing)
-    return errors, attempted
+    failures = sum(int(getattr(t, "num_failures", 0) or 0) for t in trials)
+    return errors, attempted, failures
 
 
 # --------------------------------------------------------------------------------------------
 # results
+
+
+NODE_LOST = re.compile(r"node has died|node died|NodeDiedError|node has crashed|"
+                       r"node .* (?:was|is) (?:dead|removed)|raylet .* (?:died|crashed)",
+                       re.IGNORECASE)
+
+
+def dead_nodes():
+    """Ids of the Ray nodes the cluster has seen die (empty without Ray)."""
+    try:
+        import ray
+
+        return {n["NodeID"] for n in ray.nodes() if not n.get("Alive")} if ray.is_initialized() \
+            else set()
+    except Exception:  # noqa: BLE001 -- a question about the cluster must not fail the table
+        return set()
+
+
+CONNECTION_LOST = re.compile(r"ActorDiedError|ActorUnavailableError|is unavailable|Socket closed|"
+                             r"RpcError|died unexpectedly", re.IGNORECASE)
+NODE_DEATH_WAIT_S = 30.0  # the cluster marks a node dead after its missed health checks
+
+
+def _node_died(node_id, dead, error):
+    if node_id in dead:
+        return True
+    if not CONNECTION_LOST.search(str(error)):
+        return False
+    deadline = time.monotonic() + NODE_DEATH_WAIT_S
+    while time.monotonic() < deadline:  # the worker's connection broke: did its node die?
+        if node_id in dead_nodes():
+            return True
+        time.sleep(1.0)
+    return False
+
+
+def trial_error(error, node_id=None, dead=None):
+    """:func:`short_error`, or ``node lost: ...`` when the trial's Ray node died (its last report
+    came from a node the cluster marks dead, or Ray's error says so)."""
+    if error is None:
+        return ""
+    if node_id and _node_died(node_id, dead_nodes() if dead is None else dead, error):
+        return f"node lost: the Ray node running it ({node_id[:8]}) died"
+    if NODE_LOST.search(str(error)):
+        return "node lost: the Ray node running it died"
+    return short_error(error)
 
 
 def short_error(error):
@@ -336,6 +426,7 @@ def collect_trials(grid, settings, ended):
     bigger = settings["mode"] == "max"
     keys = list(settings["space"])
     trials = list(getattr(grid, "_experiment_analysis").trials)
+    dead = dead_nodes()
     rows = []
     for trial, result in zip(trials, grid):
         df = result.metrics_dataframe
@@ -367,8 +458,11 @@ def collect_trials(grid, settings, ended):
             "best_epoch": best_epoch,
             "epochs_run": epochs_run,
             "status": state,
-            "error": short_error(result.error) if state == "error" else "",
+            "error": trial_error(result.error, last.get("node_id"), dead) if state == "error"
+            else "",
             "path": str(result.path) if getattr(result, "path", None) else "",
+            "node_id": str(last.get("node_id") or ""),
+            "failures": int(getattr(trial, "num_failures", 0) or 0),
             "seconds": float(last["time_total_s"]) if last.get("time_total_s") is not None
             else None,
         })
