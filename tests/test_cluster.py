@@ -194,9 +194,17 @@ def test_node_lost_without_retries_fails_only_its_row(workspace, monkeypatch, ca
     assert "failed: node lost" in table
 
 
-def test_a_folder_a_node_cannot_see_is_refused(workspace, monkeypatch, tmp_path):
+def test_a_folder_a_node_cannot_see_and_resources_no_node_has_are_refused(workspace, monkeypatch,
+                                                                          tmp_path):
+    from recbole_kgin.errors import UsageError
+
     with loopback_cluster() as (cluster, worker):
         ray.init(address=cluster.address)
+        search.check_memory({"cpus_per_trial": 1, "gpus_per_trial": 0, "model": "BPR"})
+        for cpus, gpus in ((2, 0), (1, 0.5)):  # 1 CPU and no GPU per node
+            with pytest.raises(UsageError, match="which no node has"):
+                search.check_memory({"cpus_per_trial": cpus, "gpus_per_trial": gpus,
+                                     "model": "BPR"})
         assert search.check_shared_folder(tmp_path / "shared") == 2
         # the nodes cannot find the token file (as on machines without the shared mount): the
         # driver's write goes nowhere

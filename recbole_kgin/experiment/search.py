@@ -228,12 +228,22 @@ def _trainable(settings, dataset_blob, **setup_extra):
 
 
 def check_memory(settings):
-    """Refuse a trial whose memory request no node of the Ray cluster can meet (Ray would wait
-    for it forever)."""
+    """Refuse a trial whose request no node of the Ray cluster can meet (Ray would wait for it
+    forever): CPUs and GPUs per trial (:func:`recbole_kgin.experiment.preflight.unmet_resources`),
+    and a model's memory estimate."""
+    import ray
+
+    from recbole_kgin.experiment.preflight import unmet_resources
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    why = unmet_resources({"cpu": settings["cpus_per_trial"], "gpu": settings["gpus_per_trial"]},
+                          nodes)
+    if why:
+        raise UsageError(f"--cpus-per-trial {settings['cpus_per_trial']:g} --gpus-per-trial "
+                         f"{settings['gpus_per_trial']:g}: {why}")
     need = settings.get("memory_per_trial")
     if not need:
         return
-    import ray
 
     offered = max((n.get("Resources", {}).get("memory", 0) for n in ray.nodes() if n.get("Alive")),
                   default=0)
