@@ -125,6 +125,11 @@ def check_local_resources(cpus, gpus, address):
     meet before anything is written (Ray would otherwise wait for it forever)."""
     if address not in (None, ""):
         return
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():  # the caller's own Ray: checked against its nodes
+        return
     why = unmet_resources({"cpu": cpus, "gpu": gpus}, [local_resources()])
     if why:
         raise UsageError(f"--cpus-per-trial {cpus:g} --gpus-per-trial {gpus:g}: {why}")

@@ -6,6 +6,7 @@ on a dataset built once per experiment; :func:`run_trial` is the Ray Tune traina
 
 import json
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
@@ -271,10 +272,16 @@ def run_trial(params, *, setup, dataset_blob):
     node_id = ray.get_runtime_context().get_node_id()  # which Ray node ran it (trials.md, results)
 
     def report(values):
-        ray_api.report({**values, "node_id": node_id})
+        ray_api.report({**values, "node_id": node_id, "started_at": started_at,
+                        "gpu_share": float(setup["gpus_per_trial"])})
 
     trial_dir = Path(ray_api.trial_dir()).resolve()
     gpu_ids = ray.get_gpu_ids() if setup["gpus_per_trial"] > 0 else []
+    import torch
+
+    if gpu_ids and not torch.cuda.is_available():  # GPUs declared to Ray, none here: the CPU
+        gpu_ids = []
+    started_at = time.time()
     final = setup.get("mode") == "final"
     forced = {
         "checkpoint_dir": str(trial_dir / "checkpoints"),
