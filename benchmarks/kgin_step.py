@@ -226,6 +226,37 @@ class Runner:
         return time.perf_counter() - start
 
 
+# aten operators that return a view of their input: they launch no kernel (the ops-per-step proxy
+# of GPU kernel launches leaves them out)
+VIEW_OPS = frozenset({"slice", "select", "view", "t", "expand", "detach", "alias", "as_strided",
+                      "squeeze", "unsqueeze", "permute", "transpose", "_unsafe_view",
+                      "_reshape_alias", "view_as", "expand_as", "lift_fresh"})
+
+
+def count_ops(runner, steps=1):
+    """``(non-view aten calls, all aten calls)`` per training step (batch with negative sampling,
+    forward, backward, optimizer), counted with a TorchDispatchMode on this thread."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.total = 0
+            self.views = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.total += 1
+            if func.overloadpacket.__name__.rstrip("_") in VIEW_OPS:
+                self.views += 1
+            return func(*args, **(kwargs or {}))
+
+    counter = Count()
+    with counter:
+        for _ in range(steps):
+            runner.step()
+    return (counter.total - counter.views) / steps, counter.total / steps
+
+
 def history_batches(history, n_users, batch_users):
     """[(user ids, row in batch, item id)] of the training items of every batch of users (user id 0
     is RecBole's padding)."""
@@ -417,6 +448,9 @@ def main():
                 cpu_times[m].append(cpu)
             line.append(f"{m} {sec:.3f} s (CPU {cpu:.3f} s)")
         print(f"step {i}{' (warm-up)' if i < args.warmup else ''}: " + ", ".join(line), flush=True)
+    ops = {m: count_ops(runners[m]) for m in models}
+    print("aten operations per step (without views / all): "
+          + ", ".join(f"{m} {a:.0f} / {b:.0f}" for m, (a, b) in ops.items()), flush=True)
     eval_s = {m: [] for m in models}
     batch_users = max(1, 4_194_304 // first.model.n_items)
     batches = history_batches(history, n_users, batch_users)
@@ -454,6 +488,8 @@ def main():
         record[f"{key}_step_all_s"] = [round(x, 4) for x in times[m]]
         record[f"{key}_step_cpu_s"] = statistics.median(cpu_times[m])
         record[f"{key}_step_cpu_all_s"] = [round(x, 4) for x in cpu_times[m]]
+        record[f"{key}_ops_per_step"] = ops[m][0]
+        record[f"{key}_aten_calls_per_step"] = ops[m][1]
         if eval_s[m]:
             record[f"{key}_eval_s"] = min(eval_s[m])
         if m in epochs:

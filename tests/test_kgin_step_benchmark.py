@@ -52,3 +52,17 @@ def test_traffic_floor_counts_rows_and_adam():
     # 2 directions x 3 hops x (0.5 x 400 kept) rows of 64 floats + Adam 7 x 4 B x 50 x 64
     expected = (2 * 3 * 200 * 256 + 7 * 4 * 50 * 64) / 1e9
     assert abs(kgin_step.traffic_floor_gb(sizes) - expected) < 1e-15
+
+
+def test_count_ops_leaves_views_out():
+    import torch
+
+    class Step:
+        def step(self):
+            x = torch.ones(4)
+            y = x.view(2, 2).t()          # two views: no kernel
+            return (y * 2 + 1).sum()      # mul, add, sum
+
+    without_views, everything = kgin_step.count_ops(Step(), steps=2)
+    assert without_views == 4.0           # ones, mul, add, sum
+    assert everything == 6.0
