@@ -74,6 +74,7 @@ chunk)
         --epochs="$EPOCHS" --cpus-per-trial "$CPUS" "${gpus[@]}" "${resume[@]}" || rc=$?
     # 0: every model done; 1: one failed (its row says why); 124/130: the chunk's time is up
     echo "gpu_compare: compare ended with $rc"
+    [[ -d "$results/$RUN" ]] || exit "$rc"   # refused before it wrote anything
     # the state without the dataset snapshots (rebuilt on demand) and Ray's own temp files
     tar -czf "$OUT/state.tgz" -C "$results" --exclude="$RUN/models/*/dataset" \
         --exclude="*/driver_artifacts" "$RUN"
