@@ -5,7 +5,6 @@ row alone with ``node lost``."""
 
 import contextlib
 import json
-import socket
 
 import pytest
 import yaml
@@ -156,15 +155,22 @@ class _KillWorker:
         monkeypatch.setattr(search, "_with_progress", with_kill)
 
 
-def test_node_lost_mid_trial_is_retried_and_counted(workspace, monkeypatch):
+def run_losing_the_worker(workspace, monkeypatch, run, models, trials, seeds, retries):
+    """``compare`` on a fresh loopback cluster whose worker node is killed mid-trial; returns
+    ``(exit code, head node id)``."""
     with loopback_cluster() as (cluster, worker):
         kill = _KillWorker(cluster, worker)
         kill.install(monkeypatch)
-        code = cli.main(compare_argv(workspace, "retried", "--models", "BPR", "--trials", "2",
-                                     "--seeds", "1", "--epochs=40", "--patience", "40",
-                                     "--max-failures", "1", "--address", cluster.address))
+        code = cli.main(compare_argv(workspace, run, "--models", models, "--trials", trials,
+                                     "--seeds", seeds, "--epochs=40", "--patience", "40",
+                                     "--max-failures", retries, "--address", cluster.address))
         head_id = cluster.head_node.node_id
     assert kill.done, "no trial reported from the worker node"
+    return code, head_id
+
+
+def test_node_lost_mid_trial_is_retried_and_counted(workspace, monkeypatch):
+    code, head_id = run_losing_the_worker(workspace, monkeypatch, "retried", "BPR", "2", "1", "1")
     assert code == 0
     row = results(workspace, "retried")["models"][0]
     assert row["status"] == "ok"
@@ -176,14 +182,8 @@ def test_node_lost_mid_trial_is_retried_and_counted(workspace, monkeypatch):
     assert "lost attempts" in table
 
 
-def test_node_lost_without_retries_fails_only_its_row(workspace, monkeypatch, capsys):
-    with loopback_cluster() as (cluster, worker):
-        kill = _KillWorker(cluster, worker)
-        kill.install(monkeypatch)
-        code = cli.main(compare_argv(workspace, "lost", "--models", "BPR,Pop", "--trials", "0",
-                                     "--seeds", "2", "--epochs=40", "--patience", "40",
-                                     "--max-failures", "0", "--address", cluster.address))
-    assert kill.done
+def test_node_lost_without_retries_fails_only_its_row(workspace, monkeypatch):
+    code, _ = run_losing_the_worker(workspace, monkeypatch, "lost", "BPR,Pop", "0", "2", "0")
     assert code == 1  # a model failed; the rest of the table completed
     rows = {r["model"]: r for r in results(workspace, "lost")["models"]}
     assert rows["BPR"]["status"] == "failed"

@@ -359,9 +359,6 @@ def test_subset_never_depends_on_held_out_pairs(tmp_path, conv_out):
 
 
 def test_recbole_ranks_the_whole_catalogue_of_a_subset(tmp_path, conv_out):
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-
     files = random_files(seed=8, n_users=80, n_items=40, n_ent=20, with_train=False)
     # ids 40..44 are items nobody interacted with; 41 of 45 drawn include at least one of them
     files["item_list.txt"] = "org_id remap_id\n" + "".join(f"i{k} {k}\n" for k in range(45))
@@ -370,13 +367,7 @@ def test_recbole_ranks_the_whole_catalogue_of_a_subset(tmp_path, conv_out):
                          min_user_inter=3, quiet=True)
     c = stats["counts"]
     assert c["items_interacted"] < c["items"] == 41
-    cfg = yaml.safe_load((conv_out / "tiny" / "tiny.yaml").read_text())
-    config = Config(model="KGIN", dataset="tiny",
-                    config_dict={"data_path": str(conv_out), **cfg,
-                                 "checkpoint_dir": str(tmp_path / "saved"),
-                                 "show_progress": False, "train_batch_size": 64})
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
+    dataset, (train, valid, test) = load_converted(conv_out, tmp_path, "KGIN")
     assert dataset.item_num - 1 == 41
     assert sorted(int(t) for t in dataset.field2id_token["item_id"][1:]) == read_items(
         conv_out / "tiny" / "tiny.item")
@@ -562,23 +553,28 @@ def test_interrupted_overwrite_keeps_old_dataset(tmp_path, conv_out, monkeypatch
 
 
 # ----------------------------------------------------------------- RecBole end to end
-def test_recbole_loads_converted_dataset(tmp_path, conv_out):
+def load_converted(conv_out, tmp_path, model, name="tiny"):
+    """RecBole's dataset and loaders of the converted ``name``, with its generated YAML."""
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
 
+    cfg = yaml.safe_load((conv_out / name / f"{name}.yaml").read_text())
+    config = Config(model=model, dataset=name,
+                    config_dict={"data_path": str(conv_out), **cfg,
+                                 "checkpoint_dir": str(tmp_path / "saved"),
+                                 "show_progress": False, "train_batch_size": 64})
+    dataset = create_dataset(config)
+    return dataset, data_preparation(config, dataset)
+
+
+def test_recbole_loads_converted_dataset(tmp_path, conv_out):
     files = random_files(seed=5, n_users=80, n_items=40, n_ent=20)
     # item 3 keeps its interactions but loses its triplets: it must load unlinked
     files["kg_final.txt"] = "".join(line + "\n" for line in files["kg_final.txt"].splitlines()
                                     if line.split()[0] != "3")
     src = write_src(tmp_path, files)
     stats = conv.convert(src, "tiny", conv_out, resplit="0.8,0.1,0.1", quiet=True)
-    cfg = yaml.safe_load((conv_out / "tiny" / "tiny.yaml").read_text())
-    config = Config(model="CKE", dataset="tiny",
-                    config_dict={"data_path": str(conv_out), **cfg,
-                                 "checkpoint_dir": str(tmp_path / "saved"),
-                                 "show_progress": False, "train_batch_size": 64})
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
+    dataset, (train, valid, test) = load_converted(conv_out, tmp_path, "CKE")
     c = stats["counts"]
     assert c["items_without_kg"] == 1
     assert [train._dataset.inter_num, valid._dataset.inter_num, test._dataset.inter_num] == [
