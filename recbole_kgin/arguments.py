@@ -153,12 +153,6 @@ def parse_compare(argv):
         raise UsageError(f"--split-seeds {args.split_seeds}: expected an integer >= 1")
     if not 0.0 < args.alpha < 1.0:
         raise UsageError(f"--alpha {args.alpha}: expected a number between 0 and 1")
-    if args.trials < 0:
-        raise UsageError(f"--trials {args.trials}: expected an integer >= 0")
-    if args.seeds < 1:
-        raise UsageError(f"--seeds {args.seeds}: expected an integer >= 1")
-    if args.patience < 1:
-        raise UsageError(f"--patience {args.patience}: expected an integer >= 1")
     args.config_files = args.config_files.split() if args.config_files else []
     for file in args.config_files:
         if not os.path.isfile(file):
