@@ -14,6 +14,7 @@ from recbole_kgin.experiment import search
 from synthetic import tiny_config, write_kg_dataset
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # minutes: run with --run-slow (.ci/run does)
 from ray.cluster_utils import Cluster  # noqa: E402
 
 

@@ -15,6 +15,7 @@ from recbole_kgin import cli
 from synthetic import tiny_config, write_kg_dataset
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # minutes: run with --run-slow (.ci/run does)
 
 
 @pytest.fixture(scope="module")
