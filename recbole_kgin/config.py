@@ -132,5 +132,5 @@ class Config(RecBoleConfig):
     def _get_final_config_dict(self):
         final = super()._get_final_config_dict()
         check_keys(self.external_config_dict, self.internal_config_dict, self._key_sources)
-        check_values(final, self._key_sources)
+        check_values(final, self._key_sources, model=self.model)
         return final

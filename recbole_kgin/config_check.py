@@ -230,7 +230,6 @@ MODEL_VALUE_RULES = {
     "LightGCN": {"n_layers": (_positive_int, "an integer >= 1")},
     "KGAT": {"layers": (_int_list, "a list of integers >= 1"),
              "mess_dropout": (_rate, "a number in [0, 1)")},
-    "CKE": {"kg_embedding_size": (_positive_int, "an integer >= 1")},
     "CFKG": {"margin": (_non_negative_number, "a finite number >= 0")},
     "KGCN": {"n_iter": (_positive_int, "an integer >= 1"),
              "neighbor_sample_size": (_positive_int, "an integer >= 1"),
@@ -253,9 +252,10 @@ def _describe(value):
     return repr(value) if not isinstance(value, str) else f"'{value}'"
 
 
-def check_values(final, sources):
-    """Type and range of the common keys and the model's own; metrics and the validation metric."""
-    for key, (check, expected) in value_rules(final.get("model")).items():
+def check_values(final, sources, model=None):
+    """Type and range of the common keys and the model's own; metrics and the validation metric.
+    ``model``: the model's name (RecBole puts it into the configuration only afterwards)."""
+    for key, (check, expected) in value_rules(model or final.get("model")).items():
         if key in final and final[key] is not None or key in ("epochs", "learning_rate"):
             value = final.get(key)
             if key in ("split_seed", "kg_variant_seed") and value is None:

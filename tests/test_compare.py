@@ -398,7 +398,9 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    from recbole_kgin.errors import OutputError
+
+    with pytest.raises(OutputError, match="cannot write .*table.md"):  # one line, path named
         files.write_atomic(target, "new\n")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["table.md"]

@@ -247,3 +247,9 @@ def test_truncated_xz_source_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code != 0 and "\n" not in err and "truncated .xz file" in err, err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_model_value_rules_apply_to_the_configuration(work, capsys):
+    argv = [a.replace("--model=BPR", "--model=ItemKNN") for a in data_args(work)]
+    expect_error([*argv, "--k=0"], "config key 'k' = 0 (from --k): expected an integer >= 1",
+                 work, capsys)
