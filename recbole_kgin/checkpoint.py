@@ -174,6 +174,8 @@ def content_digest(checkpoint):
 
 def _tensor_bytes(tensor):
     flat = tensor.detach().cpu().contiguous().reshape(-1)
+    if flat.numel() <= 1 and flat.stride() != (1,):  # "contiguous" with a 0 stride (e.g. empty)
+        flat = flat.new_empty(flat.shape).copy_(flat)
     if flat.dtype == torch.bool:
         flat = flat.to(torch.uint8)
     raw = flat.view(torch.uint8)

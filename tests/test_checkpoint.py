@@ -452,3 +452,15 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_save(tmp_path):
     assert live.exists() and elsewhere.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["KGIN-b.pth", live.name, elsewhere.name])
+
+
+def test_digest_of_empty_and_broadcast_tensors():
+    import torch
+
+    from recbole_kgin import checkpoint as ckpt
+
+    odd = {"empty": torch.zeros(0, 3, dtype=torch.int64).t(), "one": torch.tensor(5).expand(1),
+           "none": torch.empty(0, dtype=torch.int64).expand(0)}
+    plain = {k: v.clone(memory_format=torch.contiguous_format) for k, v in odd.items()}
+    assert ckpt.content_digest(odd) == ckpt.content_digest(plain)
+    assert ckpt.content_digest(odd) != ckpt.content_digest({**plain, "one": torch.tensor([6])})
