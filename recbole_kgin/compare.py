@@ -368,7 +368,7 @@ def final_runs(name, config, args, budget, seeds, model_dir, blob, params, memor
     seeds = protocol.model_seeds(name, seeds)
     errors, attempted, failures = search.run_finals(
         final_settings, params, seeds, model_dir / "final", blob, per_user_ks=protocol.TABLE_KS,
-        label=f"  {name}")
+        label=f"  {variant_name(name, extra['kg_variant']) if (extra or {}).get('kg_variant') else name}")
     if errors:
         seed, error = next(iter(errors.items()))
         if error.startswith("node lost"):
