@@ -366,9 +366,11 @@ def final_runs(name, config, args, budget, seeds, model_dir, blob, params, memor
     final_settings.update(memory)
     final_settings["user_layer"].update(extra or {})
     seeds = protocol.model_seeds(name, seeds)
+    variant = (extra or {}).get("kg_variant")
+    row_name = variant_name(name, variant) if variant else name
     errors, attempted, failures = search.run_finals(
         final_settings, params, seeds, model_dir / "final", blob, per_user_ks=protocol.TABLE_KS,
-        label=f"  {variant_name(name, extra['kg_variant']) if (extra or {}).get('kg_variant') else name}")
+        label=f"  {row_name}")
     if errors:
         seed, error = next(iter(errors.items()))
         if error.startswith("node lost"):
