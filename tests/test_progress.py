@@ -96,3 +96,18 @@ def test_switch_shows_them_again(monkeypatch):
     assert len(seen) == 1 and seen[0].category is FutureWarning
     assert logger.level == logging.NOTSET
     assert quiet.worker_env() == {quiet.SWITCH: "1"}
+
+
+def test_time_left_before_the_first_run_ends_counts_epochs():
+    # 2 runs, cap 10 epochs, both 5 epochs along after 60 s: half done, at most 60 s left
+    assert progress.eta_partial(0, 2, 60.0, 1.0) == 60.0
+    out, clock = io.StringIO(), Clock()
+    cb = progress.callback("KGIN search", 2, "Recall@20", True, out=out, interval=60,
+                           clock=clock, epochs=10)
+    trial = [SimpleNamespace(trial_id="a"), SimpleNamespace(trial_id="b")]
+    for t in trial:
+        cb.on_trial_result(0, trial, t, {"best_valid_score": 0.2, "epochs_run": 5})
+    clock.now = 60.0
+    cb.on_step_end(1, trial)
+    assert out.getvalue().splitlines() == [
+        "KGIN search: 0/2 trials, 1m00s elapsed, about 1m00s left"]  # best: of finished runs

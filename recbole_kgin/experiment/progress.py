@@ -30,8 +30,18 @@ def eta(done, total, elapsed):
     return elapsed / done * (total - done)
 
 
-def progress_line(label, unit, done, total, elapsed, best, metric, bar=False):
-    left = eta(done, total, elapsed)
+def eta_partial(done, total, elapsed, running_fraction):
+    """Seconds left when ``done`` runs have ended and the running ones are ``running_fraction``
+    of a run along (epochs run / epoch cap, summed): an upper bound with early stopping."""
+    progress = done + running_fraction
+    if progress <= 0 or total <= done:
+        return eta(done, total, elapsed)
+    return elapsed / progress * (total - progress)
+
+
+def progress_line(label, unit, done, total, elapsed, best, metric, bar=False, running=0.0):
+    left = eta(done, total, elapsed) if not running else eta_partial(done, total, elapsed,
+                                                                      running)
     parts = [f"{done}/{total} {unit}"]
     if best is not None:
         parts.append(f"best {metric} {best:.4f}")
@@ -53,7 +63,7 @@ def trial_line(label, unit, number, total, score, best, metric, status="finished
 
 
 def callback(label, total, metric, bigger, unit="trials", out=None, interval=None,
-             clock=time.monotonic):
+             clock=time.monotonic, epochs=None):
     """A Ray Tune callback printing :func:`trial_line` and :func:`progress_line`."""
     from ray.tune import Callback
 
@@ -67,6 +77,7 @@ def callback(label, total, metric, bigger, unit="trials", out=None, interval=Non
             self.done = 0
             self.best = None
             self.scores = {}
+            self.epochs_run = {}  # running trials: epochs so far
             self.tty = hasattr(stream(), "isatty") and stream().isatty()
             self.redrawn = False
 
@@ -85,9 +96,12 @@ def callback(label, total, metric, bigger, unit="trials", out=None, interval=Non
             score = result.get("best_valid_score", result.get("valid_score"))
             if score is not None:
                 self.scores[trial.trial_id] = float(score)
+            if result.get("epochs_run") is not None:
+                self.epochs_run[trial.trial_id] = int(result["epochs_run"])
 
         def _end(self, trial, status):
             self.done += 1
+            self.epochs_run.pop(trial.trial_id, None)
             score = self.scores.get(trial.trial_id)
             if score is not None and better(score, self.best, bigger):
                 self.best = score
@@ -104,8 +118,11 @@ def callback(label, total, metric, bigger, unit="trials", out=None, interval=Non
             now = clock()
             if now - self.last_line >= (INTERVAL_S if interval is None else interval):
                 self.last_line = now
+                running = (sum(min(e, epochs) for e in self.epochs_run.values()) / epochs
+                           if epochs else 0.0)
                 self._print(progress_line(label, unit, self.done, total, now - self.start,
-                                          self.best, metric, bar=self.tty), redraw=True)
+                                          self.best, metric, bar=self.tty, running=running),
+                            redraw=True)
 
         def on_experiment_end(self, trials, **info):
             if self.redrawn:

@@ -286,7 +286,8 @@ def _with_progress(callbacks, label, total, settings, unit):
     callbacks = list(callbacks or [])
     if label:
         callbacks.append(progress.callback(label, total, settings["valid_metric"],
-                                           settings["mode"] == "max", unit=unit))
+                                           settings["mode"] == "max", unit=unit,
+                                           epochs=settings.get("max_t")))
     return callbacks
 
 
