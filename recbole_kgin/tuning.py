@@ -27,7 +27,6 @@ writes anything.
 ``--address`` connects to a running Ray cluster; run the command on a cluster node.
 """
 
-import json
 import sys
 import time
 from pathlib import Path

@@ -4,7 +4,6 @@ test once, with per-user metrics). Both are the shared pipeline of :mod:`recbole
 on a dataset built once per experiment; :func:`run_trial` is the Ray Tune trainable of both.
 """
 
-import json
 import pickle
 import time
 from pathlib import Path
