@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from recbole_kgin.errors import OutputError, UsageError, os_error_line
+from recbole_kgin.processes import pid_alive
 
 FORMAT = "recbole-kgin-checkpoint"
 VERSION = 2  # 2: content digest (``content_sha256``); 1: none
@@ -67,16 +68,6 @@ def _host_tag():
     return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # another user's process, or not a PID at all
-        return True
-    return True
-
-
 def _temp_prefix(name):
     return f".{name}.tmp-"
 
@@ -90,7 +81,7 @@ def remove_stale_temps(folder, target_name=None):
     for entry in Path(folder).glob(".*.tmp-*"):
         parts = entry.name.rsplit(".tmp-", 1)[1].split("-")
         if len(parts) == 3 and parts[0].isdigit() and len(parts[1]) == 8:
-            stale = parts[1] == host and not _pid_alive(int(parts[0]))
+            stale = parts[1] == host and not pid_alive(int(parts[0]))
         else:
             stale = target_name is not None and entry.name.startswith(_temp_prefix(target_name))
         if stale and entry.is_file():

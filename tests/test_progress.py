@@ -100,7 +100,7 @@ def test_switch_shows_them_again(monkeypatch):
 
 def test_time_left_before_the_first_run_ends_counts_epochs():
     # 2 runs, cap 10 epochs, both 5 epochs along after 60 s: half done, at most 60 s left
-    assert progress.eta_partial(0, 2, 60.0, 1.0) == 60.0
+    assert progress.eta(0, 2, 60.0, 1.0) == 60.0
     out, clock = io.StringIO(), Clock()
     cb = progress.callback("KGIN search", 2, "Recall@20", True, out=out, interval=60,
                            clock=clock, epochs=10)

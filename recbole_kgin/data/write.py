@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recbole_kgin.data.common import (_INTER_HEADER, _ITEM_HEADER, _KG_HEADER, _LINK_HEADER, _SPLITS,
-                                      ConvertError)
+from recbole_kgin.data.common import (_INTER_HEADER, _ITEM_HEADER, _KG_HEADER, _LINK_HEADER,
+                                      _SPLITS, ConvertError)
+from recbole_kgin.processes import pid_alive
 
 # --------------------------------------------------------------------------- writing
 def _write_table(path: Path, header: str, columns: list[np.ndarray]) -> None:
@@ -143,14 +144,6 @@ def make_temp_dir(out_root: Path, name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=out_root))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def clean_stale(out_root: Path, max_age_s: float = 3600.0) -> list[str]:
@@ -168,7 +161,7 @@ def clean_stale(out_root: Path, max_age_s: float = 3600.0) -> list[str]:
         tail = entry.name.split(".tmp-", 1)[-1] if ".tmp-" in entry.name else ""
         pid_text = tail.split("-", 1)[0]
         if pid_text.isdigit():
-            stale = not _pid_alive(int(pid_text))
+            stale = not pid_alive(int(pid_text))
         else:
             stale = time.time() - entry.stat().st_mtime > max_age_s
         if stale:

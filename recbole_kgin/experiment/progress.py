@@ -23,25 +23,18 @@ def better(a, b, bigger):
     return a > b if bigger else a < b
 
 
-def eta(done, total, elapsed):
-    """Seconds left at the mean time per finished run so far (None before the first)."""
-    if done <= 0 or total <= done:
-        return None if done <= 0 else 0.0
-    return elapsed / done * (total - done)
-
-
-def eta_partial(done, total, elapsed, running_fraction):
-    """Seconds left when ``done`` runs have ended and the running ones are ``running_fraction``
-    of a run along (epochs run / epoch cap, summed): an upper bound with early stopping."""
-    progress = done + running_fraction
-    if progress <= 0 or total <= done:
-        return eta(done, total, elapsed)
-    return elapsed / progress * (total - progress)
+def eta(done, total, elapsed, running=0.0):
+    """Seconds left at the mean time per run so far, when ``done`` runs have ended and the running
+    ones are ``running`` of a run along (epochs run / epoch cap, summed; with early stopping an
+    upper bound); None before any progress."""
+    progress = done + running
+    if progress <= 0:
+        return None
+    return max(0.0, elapsed / progress * (total - progress))
 
 
 def progress_line(label, unit, done, total, elapsed, best, metric, bar=False, running=0.0):
-    left = eta(done, total, elapsed) if not running else eta_partial(done, total, elapsed,
-                                                                      running)
+    left = eta(done, total, elapsed, running)
     parts = [f"{done}/{total} {unit}"]
     if best is not None:
         parts.append(f"best {metric} {best:.4f}")

@@ -65,15 +65,7 @@ def search_settings(config, space_path, options):
     scheduler, search, cpus_per_trial, gpus_per_trial, max_failures, grace_period,
     reduction_factor); return the settings dict of the search. ``space_path`` None: no search
     space (a model without hyperparameters), one trial of the configuration as it is."""
-    settings = dict(options)
-    if settings["num_samples"] < 1:
-        raise UsageError("--num-samples must be >= 1")
-    if settings["cpus_per_trial"] <= 0 or settings["gpus_per_trial"] < 0:
-        raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-    if settings["max_failures"] < -1:
-        raise UsageError("--max-failures must be >= 0 (or -1: retry forever)")
-    if settings["reduction_factor"] <= 1:
-        raise UsageError("--reduction-factor must be > 1")
+    settings = dict(options)  # the options were checked where they were parsed (arguments.py)
     space = {}
     if space_path is not None:
         space = read_space(space_path)
@@ -359,11 +351,11 @@ def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
     ended = _ended_trials(exp_dir)
     errors = {}
     trials = list(getattr(grid, "_experiment_analysis").trials)
-    dead = dead_nodes()
+    deaths = NodeDeaths()
     for trial, result in zip(trials, grid):
         seed = int((trial.config or {}).get("seed"))
         if result.error is not None and trial.trial_id in ended:
-            errors[seed] = trial_error(result.error, (result.metrics or {}).get("node_id"), dead)
+            errors[seed] = trial_error(result.error, (result.metrics or {}).get("node_id"), deaths)
     attempted = all(t.trial_id in ended for t in trials) and len(trials) == len(missing)
     failures = sum(int(getattr(t, "num_failures", 0) or 0) for t in trials)
     return errors, attempted, failures
@@ -394,25 +386,36 @@ CONNECTION_LOST = re.compile(r"ActorDiedError|ActorUnavailableError|is unavailab
 NODE_DEATH_WAIT_S = 30.0  # the cluster marks a node dead after its missed health checks
 
 
-def _node_died(node_id, dead, error):
-    if node_id in dead:
-        return True
-    if not CONNECTION_LOST.search(str(error)):
-        return False
-    deadline = time.monotonic() + NODE_DEATH_WAIT_S
-    while time.monotonic() < deadline:  # the worker's connection broke: did its node die?
-        if node_id in dead_nodes():
+class NodeDeaths:
+    """Which Ray nodes died, asked once per collection of trial results. When a trial's connection
+    broke, the cluster may not have marked its node dead yet: wait for that, but at most
+    ``NODE_DEATH_WAIT_S`` in all, however many trials broke."""
+
+    def __init__(self):
+        self.dead = dead_nodes()
+        self.deadline = None
+
+    def died(self, node_id, error):
+        if node_id in self.dead:
             return True
-        time.sleep(1.0)
-    return False
+        if not CONNECTION_LOST.search(str(error)):
+            return False
+        if self.deadline is None:
+            self.deadline = time.monotonic() + NODE_DEATH_WAIT_S
+        while time.monotonic() < self.deadline:  # the worker's connection broke: its node?
+            self.dead = dead_nodes()
+            if node_id in self.dead:
+                return True
+            time.sleep(1.0)
+        return False
 
 
-def trial_error(error, node_id=None, dead=None):
+def trial_error(error, node_id=None, deaths=None):
     """:func:`short_error`, or ``node lost: ...`` when the trial's Ray node died (its last report
     came from a node the cluster marks dead, or Ray's error says so)."""
     if error is None:
         return ""
-    if node_id and _node_died(node_id, dead_nodes() if dead is None else dead, error):
+    if node_id and (deaths or NodeDeaths()).died(node_id, error):
         return f"node lost: the Ray node running it ({node_id[:8]}) died"
     if NODE_LOST.search(str(error)):
         return "node lost: the Ray node running it died"
@@ -437,7 +440,7 @@ def collect_trials(grid, settings, ended):
     bigger = settings["mode"] == "max"
     keys = list(settings["space"])
     trials = list(getattr(grid, "_experiment_analysis").trials)
-    dead = dead_nodes()
+    deaths = NodeDeaths()
     rows = []
     for trial, result in zip(trials, grid):
         df = result.metrics_dataframe
@@ -469,7 +472,7 @@ def collect_trials(grid, settings, ended):
             "best_epoch": best_epoch,
             "epochs_run": epochs_run,
             "status": state,
-            "error": trial_error(result.error, last.get("node_id"), dead) if state == "error"
+            "error": trial_error(result.error, last.get("node_id"), deaths) if state == "error"
             else "",
             "path": str(result.path) if getattr(result, "path", None) else "",
             "node_id": str(last.get("node_id") or ""),
