@@ -15,15 +15,8 @@ import pytest
 import torch
 
 from recbole_kgin.cli import main
+from cli_checks import LOAD_COL, expect_error, snapshot
 from synthetic import write_kg_dataset
-
-LOAD_COL = ("--load_col={'inter': ['user_id', 'item_id'], "
-            "'kg': ['head_id', 'relation_id', 'tail_id'], 'link': ['item_id', 'entity_id']}")
-
-
-def snapshot(root):
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in Path(root).rglob("*")}
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +54,6 @@ def data_args(root):
     return ["--model=KGIN", "--dataset=tiny", f"--data_path={root}",
             f"--checkpoint_dir={root / 'saved'}", "--use_gpu=False", "--show_progress=False",
             "--state=WARNING", LOAD_COL]
-
-
-def expect_error(argv, fragment, root, capsys, code=2):
-    before = snapshot(root)
-    assert main(argv) == code
-    err = capsys.readouterr().err.strip()
-    assert fragment in err, err
-    assert "\n" not in err, err
-    assert snapshot(root) == before, "the command wrote something"
-    return err
 
 
 # (case id, extra arguments, expected fragment of the one-line error)

@@ -13,11 +13,10 @@ import torch
 
 from recbole_kgin import checkpoint as ckpt
 from recbole_kgin.cli import main
+from cli_checks import LOAD_COL
 from synthetic import write_kg_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-LOAD_COL = ("--load_col={'inter': ['user_id', 'item_id'], "
-            "'kg': ['head_id', 'relation_id', 'tail_id'], 'link': ['item_id', 'entity_id']}")
 
 
 def tiny_args(root, epochs=4, checkpoint_dir=None, **extra):

@@ -10,10 +10,8 @@ from recbole_kgin import inference
 from recbole_kgin.cli import main
 from recbole_kgin.model import kgin_explain as kx
 from recbole_kgin.quick_start import load_checkpoint_run
+from cli_checks import LOAD_COL
 from synthetic import write_kg_dataset
-
-LOAD_COL = ("--load_col={'inter': ['user_id', 'item_id'], "
-            "'kg': ['head_id', 'relation_id', 'tail_id'], 'link': ['item_id', 'entity_id']}")
 
 
 @pytest.fixture(scope="module")

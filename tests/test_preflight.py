@@ -4,22 +4,14 @@ starts or any data is read."""
 
 import os
 import socket
-from pathlib import Path
 
 import pytest
 
 from recbole_kgin.cli import main
 from recbole_kgin.errors import UsageError
 from recbole_kgin.experiment import preflight
+from cli_checks import LOAD_COL, expect_error, snapshot
 from synthetic import write_kg_dataset
-
-LOAD_COL = ("--load_col={'inter': ['user_id', 'item_id'], "
-            "'kg': ['head_id', 'relation_id', 'tail_id'], 'link': ['item_id', 'entity_id']}")
-
-
-def snapshot(root):
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in Path(root).rglob("*")}
 
 
 @pytest.fixture
@@ -32,17 +24,6 @@ def work(tmp_path, monkeypatch):
     monkeypatch.setattr(preflight, "local_resources",
                         lambda: {"CPU": 2.0, "GPU": 0.0, "memory": 8.0 * 2**30})
     return tmp_path
-
-
-def expect_error(argv, fragment, root, capsys, code=2):
-    before = snapshot(root)
-    assert main(argv) == code
-    err = capsys.readouterr().err.strip()
-    assert fragment in err, err
-    assert "\n" not in err, err
-    assert "Traceback" not in err
-    assert snapshot(root) == before, "the command wrote something"
-    return err
 
 
 def closed_port():

@@ -15,6 +15,7 @@ import yaml
 from recbole_kgin import cli, compare
 from recbole_kgin.errors import UsageError
 from recbole_kgin.experiment import run_lock, search
+from cli_checks import snapshot
 from synthetic import tiny_config, write_kg_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,11 +27,6 @@ HOLD = (
     "print('held', flush=True)\n"
     "time.sleep(120)\n"
 )
-
-
-def snapshot(root):
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in Path(root).rglob("*")}
 
 
 @pytest.fixture
