@@ -151,7 +151,12 @@ class Runner:
         self.name, self.device = name, device
         self.train_data = train_data
         self.model = build_model(config, train_data)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["learning_rate"])
+        # the optimizer each model's trainer builds: ours per adam_impl, RecBole's the loop form
+        from recbole_kgin.trainer import adam_options
+
+        impl = (config["adam_impl"] or "auto") if name == "KGIN" else "loop"
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["learning_rate"],
+                                          **adam_options(impl, device))
         self.config = config
         self._iter = None
         # user-item batches only, for both models (KGINTrainer does this for ours; RecBole's

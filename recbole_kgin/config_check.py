@@ -200,6 +200,8 @@ VALUE_RULES = {
     "reg_weight": (_non_negative_numbers, "a finite number >= 0 (or a list of them)"),
     "sim_regularity": (_non_negative_number, "a finite number >= 0"),
     "temperature": (_positive_number, "a finite number > 0"),
+    "fused_normalize": (_bool, "True or False"),
+    "neg_sampling_device": (_bool, "True or False"),
 }
 
 def _unit(v):
@@ -245,6 +247,8 @@ def value_rules(model):
 KGIN_CHOICES = {
     "ind": ("distance", "cosine", "mi"),
     "node_dropout_semantics": ("drop", "reference"),
+    "relation_messages": ("gather", "blocks"),
+    "adam_impl": ("auto", "loop", "foreach", "fused"),
 }
 
 
@@ -263,7 +267,7 @@ def check_values(final, sources, model=None):
             if not check(value):
                 raise ConfigValueError(f"config key '{key}' = {_describe(value)} (from "
                                  f"{sources.get(key, 'the defaults')}): expected {expected}")
-    if str(final.get("model", "")) == "KGIN" or "ind" in sources:
+    if str(model or final.get("model", "")) == "KGIN" or "ind" in sources:
         for key, options in KGIN_CHOICES.items():
             value = final.get(key)
             if value is not None and value not in options:

@@ -180,6 +180,32 @@ def test_second_invocation_keeps_finished_models(first_run, workspace, monkeypat
     assert calls == []
 
 
+def test_published_copy_without_seed_files_continues_with_the_same_tables(first_run, workspace,
+                                                                          monkeypatch):
+    """A run folder published without its seed runs' files (``models/<M>/final/``) is continued
+    by ``--resume``: the finished rows keep their per-user tables and statistics."""
+    import shutil
+
+    _, run_dir = first_run
+    copy = run_dir.parent / "published"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(".run.lock"))
+    for final in copy.glob("models/*/final"):
+        shutil.rmtree(final)
+    calls = []
+    monkeypatch.setattr(compare, "run_model", lambda name, *a, **k: calls.append(name))
+    assert compare.main(_argv(workspace, MODELS, "published", "--trials", "2", "--seeds", "2",
+                              "--resume")) == 0
+    assert calls == []
+    for name in MODELS:
+        with np.load(run_dir / "per_user" / f"{name}.npz") as a, \
+                np.load(copy / "per_user" / f"{name}.npz") as b:
+            assert sorted(a.files) == sorted(b.files)
+            for key in a.files:
+                assert np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f"), (name, key)
+    first, again = _csv(run_dir / "table.csv"), _csv(copy / "table.csv")
+    assert first == again
+
+
 def test_failing_model_gets_a_failed_row_and_the_others_finish(ray_local, workspace):
     # a negative TransR size breaks CKE alone (the other model has no such key)
     code = compare.main(_argv(workspace, ["BPR", "CKE"], "fail", "--kg_embedding_size=-1"))

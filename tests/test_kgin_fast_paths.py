@@ -315,6 +315,16 @@ def test_bad_fast_path_setting_names_the_key(tmp_path, key, value):
         KGIN(config, train_data._dataset)
 
 
+@pytest.mark.parametrize("key, value", [
+    ("fused_normalize", "yes"), ("neg_sampling_device", 1), ("adam_impl", "fast"),
+    ("relation_messages", "some"),
+])
+def test_bad_step_setting_is_refused_by_the_configuration(tmp_path, key, value):
+    write_kg_dataset(tmp_path)
+    with pytest.raises(ValueError, match=f"'{key}'"):
+        create_config("KGIN", "tiny", config_dict=tiny_config(tmp_path, **{key: value}))
+
+
 def test_retain_freed_memory_is_idempotent():
     from recbole_kgin.model.cpu_memory import retain_freed_memory
 
@@ -363,3 +373,190 @@ def test_bad_retain_setting_names_the_key_for_any_model(tmp_path):
                                                                    retain_cpu_memory="yes"))
     with pytest.raises(ValueError, match="retain_cpu_memory"):
         build_model(config, load_data(config)[1])
+
+
+# ---------------------------------------------------------------- fewer operations per step
+def test_normalize_rows_equals_f_normalize_with_its_gradient(device):
+    """The fused dropout + normalisation gives F.normalize's values and gradients, zero rows
+    (entities without edges) and rows below the clamp included."""
+    import torch.nn.functional as F
+
+    from recbole_kgin.model.fused_ops import normalize_rows
+
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(9, 6, generator=gen)
+    x[3] = 0.0
+    x[5] = 1e-14  # norm below eps: F.normalize divides by eps
+    noise = (torch.rand(9, 6, generator=gen) > 0.2).float() / 0.8
+    weight = torch.randn(9, 6, generator=gen)
+    for mask in (None, noise):
+        grads = []
+        for fused in (False, True):
+            leaf = x.clone().to(device).requires_grad_()
+            m = None if mask is None else mask.to(device)
+            if fused:
+                out = normalize_rows(leaf, m)
+            else:
+                out = F.normalize(leaf if m is None else leaf * m, p=2, dim=1)
+            (out * weight.to(device)).sum().backward()
+            grads.append((out.detach().cpu(), leaf.grad.cpu()))
+        (out_plain, grad_plain), (out_fused, grad_fused) = grads
+        assert torch.equal(out_fused, out_plain)
+        assert torch.allclose(grad_fused, grad_plain, atol=1e-6, rtol=1e-5)
+        assert grad_plain.abs().sum() > 0
+    with torch.no_grad():
+        assert torch.equal(normalize_rows(x, noise), F.normalize(x * noise, p=2, dim=1))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"fused_normalize": False}, {"relation_messages": "blocks"},
+    {"fused_normalize": False, "relation_messages": "blocks", "user_propagation": "all"},
+])
+def test_operation_saving_switches_change_no_result(tmp_path, overrides, device):
+    """fused_normalize and relation_messages (both on by default) against their plain forms: the
+    same loss and gradients in training (same dropout draws), the same scores in evaluation."""
+    write_kg_dataset(tmp_path, n_users=70, n_items=90)
+    models = {}
+    for name, extra in (("default", {}), ("switched", overrides)):
+        config = create_config("KGIN", "tiny", config_dict=tiny_config(
+            tmp_path, embedding_size=16, **extra))
+        _, train_data, _, _ = load_data(config)
+        torch.manual_seed(0)
+        models[name] = KGIN(config, train_data._dataset).to(device)
+    models["switched"].load_state_dict(models["default"].state_dict())
+    from recbole.utils import KGDataLoaderState
+
+    train_data.set_mode(KGDataLoaderState.RS)
+    batch = next(iter(train_data)).to(device)
+    loss_a, grads_a = loss_and_grads(models["default"], batch, 4)
+    loss_b, grads_b = loss_and_grads(models["switched"], batch, 4)
+    assert close(loss_a, loss_b)
+    for name in grads_a:
+        assert close(grads_a[name], grads_b[name]), name
+    from recbole.data.interaction import Interaction
+
+    inter = Interaction({"user_id": torch.arange(1, 70, device=device)})
+    scores = [m.eval().full_sort_predict(inter) for m in models.values()]
+    assert close(scores[0], scores[1])
+
+
+@pytest.mark.parametrize("impl", ["foreach", "fused"])
+def test_adam_impls_equal_the_per_parameter_loop(impl, device):
+    """adam_impl: foreach gives exactly the loop's parameters; fused agrees to rounding."""
+    from recbole_kgin.trainer import adam_options
+
+    gen = torch.Generator().manual_seed(1)
+    start = [torch.randn(30, 8, generator=gen), torch.randn(4, 5, generator=gen)]
+    grads = [[torch.randn(p.shape, generator=gen) for p in start] for _ in range(15)]
+    finals = {}
+    for name in ("loop", impl):
+        params = [p.clone().to(device).requires_grad_() for p in start]
+        opt = torch.optim.Adam(params, lr=1e-2, weight_decay=1e-3, **adam_options(name, device))
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = g.to(device)
+            opt.step()
+        finals[name] = [p.detach().cpu() for p in params]
+    for a, b in zip(finals["loop"], finals[impl]):
+        if impl == "foreach":
+            assert torch.equal(a, b)
+        else:
+            assert torch.allclose(a, b, atol=1e-6, rtol=1e-6)
+        assert not torch.equal(a, start[0] if a.shape == start[0].shape else start[1])
+
+
+def test_adam_impl_auto_and_bad_values():
+    from recbole_kgin.trainer import adam_options
+
+    assert adam_options("auto", "cpu") == {"foreach": True}
+    assert adam_options("auto", "cuda:0") == {"fused": True}
+    with pytest.raises(ValueError, match="adam_impl"):
+        adam_options("fast", "cpu")
+
+
+def test_kgin_trainer_builds_the_configured_adam(tmp_path):
+    from recbole_kgin.trainer import KGINTrainer
+
+    write_kg_dataset(tmp_path, n_users=30, n_items=40)
+    for impl, flag in (("loop", "foreach"), ("foreach", "foreach"), ("fused", "fused")):
+        config = create_config("KGIN", "tiny", config_dict=tiny_config(
+            tmp_path, embedding_size=8, adam_impl=impl))
+        _, train_data, _, _ = load_data(config)
+        trainer = KGINTrainer(config, KGIN(config, train_data._dataset))
+        assert isinstance(trainer.optimizer, torch.optim.Adam)
+        assert bool(trainer.optimizer.defaults[flag]) is (impl != "loop"), impl
+
+
+# ---------------------------------------------------------------- negatives on the device
+def _negatives_data(tmp_path):
+    write_kg_dataset(tmp_path, n_users=30, n_items=40)
+    config = create_config("KGIN", "tiny", config_dict=tiny_config(tmp_path, embedding_size=8))
+    _, train_data, _, _ = load_data(config)
+    return config, train_data
+
+
+def test_device_negatives_are_uniform_over_the_users_free_items(tmp_path, device):
+    """Chi-square goodness of fit of 40,000 draws for one user against the uniform distribution
+    over the items that user never trained on; no draw is a training item or the padding id."""
+    from scipy.stats import chisquare
+
+    from recbole_kgin.data.device_negatives import DeviceNegatives
+
+    _, train_data = _negatives_data(tmp_path)
+    dataset = train_data._dataset
+    sampler = DeviceNegatives(dataset, device)
+    matrix = dataset.inter_matrix(form="csr")
+    user = int(np.argmax(np.diff(matrix.indptr)))  # the user with the most training items
+    used = set(matrix[user].indices.tolist())
+    assert len(used) >= 3
+    torch.manual_seed(0)
+    draws = sampler.sample(torch.full((40_000,), user, device=device)).cpu().numpy()
+    assert not used & set(draws.tolist()) and 0 not in draws
+    free = [i for i in range(1, dataset.item_num) if i not in used]
+    counts = np.bincount(draws, minlength=dataset.item_num)[free]
+    assert counts.min() > 0
+    assert chisquare(counts).pvalue > 1e-3
+    # many users at once: each draw avoids its own user's items
+    users = torch.arange(1, dataset.user_num, device=device).repeat(50)
+    negatives = sampler.sample(users).cpu().numpy()
+    for u, v in zip(users.cpu().numpy(), negatives):
+        assert v not in matrix[u].indices
+
+
+def test_device_negatives_refuse_a_user_without_free_items(tmp_path):
+    from recbole_kgin.data.device_negatives import DeviceNegatives
+
+    _, train_data = _negatives_data(tmp_path)
+    sampler = DeviceNegatives(train_data._dataset)
+    sampler.full_users = torch.tensor([3])
+    with pytest.raises(ValueError, match="user id 3"):
+        sampler.sample(torch.tensor([1, 3]))
+
+
+def test_kgin_trainer_with_device_negatives_trains_without_recboles_sampler(tmp_path, monkeypatch):
+    from recbole_kgin.trainer import KGINTrainer
+
+    write_kg_dataset(tmp_path, n_users=30, n_items=40)
+    config = create_config("KGIN", "tiny", config_dict=tiny_config(
+        tmp_path, embedding_size=8, neg_sampling_device=True))
+    _, train_data, _, _ = load_data(config)
+    model = KGIN(config, train_data._dataset)
+    trainer = KGINTrainer(config, model)
+    sampler = train_data.general_dataloader._sampler
+    monkeypatch.setattr(sampler, "sample_by_user_ids",
+                        lambda *a, **k: pytest.fail("RecBole's sampler was called"))
+    seen = []
+    original = model.calculate_loss
+
+    def recording(interaction):
+        seen.append((interaction[model.USER_ID].clone(), interaction[model.NEG_ITEM_ID].clone()))
+        return original(interaction)
+
+    before = model.entity_embedding.detach().clone()
+    loss = trainer._train_epoch(train_data, 0, loss_func=recording)
+    assert np.isfinite(float(loss if not isinstance(loss, tuple) else sum(loss)))
+    assert seen and not torch.equal(model.entity_embedding.detach(), before)
+    matrix = train_data._dataset.inter_matrix(form="csr")
+    for users, negatives in seen:
+        for u, v in zip(users.tolist(), negatives.tolist()):
+            assert 1 <= v < train_data._dataset.item_num and v not in matrix[u].indices

@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 """Per-user tables of a comparison: every finished model's seed runs averaged per test user
 (``per_user/<Model>.npz``) and its ranked lists (``topk/<Model>.npz``), from the files the final
-runs wrote (:func:`recbole_kgin.experiment.runner.write_final`)."""
+runs wrote (:func:`recbole_kgin.experiment.runner.write_final`). A published folder keeps the
+tables but not the seed runs' files; a finished row whose seed files are gone keeps its tables, so
+such a folder can be continued with ``--resume``."""
 
 import numpy as np
 
@@ -59,6 +61,11 @@ def write_tables(run_dir, rows, seeds):
         name = row["model"]
         final_dir = run_dir / "models" / name / "final"
         runs = model_seeds(row.get("base_model") or name, seeds)
+        kept = read_table(run_dir / "per_user" / f"{name}.npz")
+        if kept is not None and not all(
+                (final_dir / f"seed-{s}.npz").is_file() for s in runs):
+            means[name] = kept  # a published folder: the seed files were left out
+            continue
         means[name] = seed_means(final_dir, runs)
         write_npz(run_dir / "per_user" / f"{name}.npz",
                   {"users": means[name]["users"],
@@ -67,6 +74,16 @@ def write_tables(run_dir, rows, seeds):
         if ranked is not None:
             write_npz(run_dir / "topk" / f"{name}.npz", ranked, compressed=True)
     return means
+
+
+def read_table(path):
+    """``per_user/<Model>.npz`` back as :func:`seed_means`' dict, or None when it is missing."""
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        out = {"users": data["users"]}
+        out.update({c[: -len("_mean")]: data[c] for c in data.files if c.endswith("_mean")})
+    return out
 
 
 def as_dict(means, column):

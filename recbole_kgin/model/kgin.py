@@ -60,6 +60,7 @@ from recbole.model.abstract_recommender import KnowledgeRecommender
 from recbole.utils import InputType
 
 from recbole_kgin.model.cpu_memory import apply_setting
+from recbole_kgin.model.fused_ops import normalize_rows
 from recbole_kgin.model.sparse_ops import (CachedPattern, group_sum, ragged_ranges,
                                           relation_aggregate, spmm)
 
@@ -69,6 +70,17 @@ IND_TYPES = ("distance", "cosine", "mi")
 DROPOUT_SEMANTICS = ("drop", "reference")
 SPARSE_BACKENDS = ("cached", "torch")
 USER_PROPAGATION = ("batch", "all")
+RELATION_MESSAGES = ("gather", "blocks")
+
+
+def _switch(config, key, default):
+    """A True/False setting; None (unset) gives ``default``."""
+    value = config[key]
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ValueError(f"config key '{key}' = {value!r}: expected True or False")
+    return value
 
 
 def _require(config, key, check, expected):
@@ -103,19 +115,25 @@ def message_dropout(x, p, rows=None, n_rows=None):
     (reproducible under ``torch.manual_seed``; about 3x faster than torch's CPU Bernoulli sampler,
     which runs on one thread); on other devices from torch's Bernoulli sampler, with or without
     ``rows`` (so that both give the same numbers there too)."""
+    return x * dropout_noise(x, p, rows, n_rows)
+
+
+def dropout_noise(x, p, rows=None, n_rows=None):
+    """The mask :func:`message_dropout` multiplies ``x`` by: ``1 / (1 - p)`` where an entry is
+    kept, else 0 (same shape, dtype and device as ``x``)."""
     n = x.shape[0] if rows is None else n_rows
     if x.device.type != "cpu":
         noise = x.new_empty(n, x.shape[1]).bernoulli_(1.0 - p)
         if rows is not None:
             noise = noise.index_select(0, rows)
-        return x * noise.div_(1.0 - p)
+        return noise.div_(1.0 - p)
     seed = int(torch.randint(0, 2**62, (1,)).item())
     uniform = np.random.Generator(np.random.PCG64(seed)).random(n * x.shape[1], dtype=np.float32)
     noise = torch.from_numpy(uniform).view(n, x.shape[1])
     if rows is not None:
         noise = noise.index_select(0, rows)
     noise = noise.ge_(p).div_(1.0 - p)  # 1 / (1 - p) where uniform >= p, else 0
-    return x * noise.to(x.dtype)
+    return noise.to(x.dtype)
 
 
 def distance_independence(weight, eps=1e-8):
@@ -192,6 +210,11 @@ class KGIN(KnowledgeRecommender):
             raise ValueError(f"config key 'user_propagation' = {self.user_propagation!r}: expected "
                              f"one of {USER_PROPAGATION}")
         self.kg_dedup = bool(config["kg_dedup"]) if config["kg_dedup"] is not None else True
+        self.fused_normalize = _switch(config, "fused_normalize", True)
+        self.relation_messages = config["relation_messages"] or "gather"
+        if self.relation_messages not in RELATION_MESSAGES:
+            raise ValueError(f"config key 'relation_messages' = {self.relation_messages!r}: "
+                             f"expected one of {RELATION_MESSAGES}")
         joint_init = bool(config["joint_init"]) if config["joint_init"] is not None else True
 
         # ---- knowledge graph: keep only real KG relations, renumbered 0 .. Rk-1 ----
@@ -457,6 +480,8 @@ class KGIN(KnowledgeRecommender):
                                               subset["head_sum"], subset["rel_sum"])
                 prefix = "item_" if items else ""
                 blocks = self.item_relation_blocks if items else self.relation_blocks
+                if self.relation_messages == "gather":
+                    blocks = None  # one gather of relation rows: 2 operations, not 2 per block
                 return relation_aggregate(
                     pair_mean, self.relation_embedding, self.pair_rel[:n_pairs],
                     self.pair_head[:n_pairs], pat[prefix + "head_sum"], pat[prefix + "rel_sum"],
@@ -475,6 +500,8 @@ class KGIN(KnowledgeRecommender):
                 return pair_mean.new_zeros(n_rows, pair_mean.shape[1]).index_add_(
                     0, self.pair_head[:n_pairs], messages)
 
+        # the torch backend stays the plain reference: F.normalize and autograd
+        fused_normalize = self.fused_normalize and self.sparse_backend == "cached"
         intents = self.intent_embeddings()
         user_emb, entity_emb = self.user_embedding, self.entity_embedding
         if users is not None:
@@ -498,12 +525,19 @@ class KGIN(KnowledgeRecommender):
             user_agg = inter_mm(entity_emb[: self.n_items])
             attention = torch.softmax(user_emb @ self.intent_keys.t(), dim=1)  # [n_users, F]
             user_agg = user_agg * (attention @ intents) + user_agg
+            entity_noise = user_noise = None
             if training and self.mess_dropout_rate > 0.0:
                 rows = item_ids if items else None  # the mask of every item is drawn
-                entity_agg = message_dropout(entity_agg, self.mess_dropout_rate, rows, self.n_items)
-                user_agg = message_dropout(user_agg, self.mess_dropout_rate, users, self.n_users)
-            entity_emb = F.normalize(entity_agg, p=2, dim=1)
-            user_emb = F.normalize(user_agg, p=2, dim=1)
+                entity_noise = dropout_noise(entity_agg, self.mess_dropout_rate, rows, self.n_items)
+                user_noise = dropout_noise(user_agg, self.mess_dropout_rate, users, self.n_users)
+            if fused_normalize:  # message dropout, then row-wise L2 normalisation
+                entity_emb = normalize_rows(entity_agg, entity_noise)
+                user_emb = normalize_rows(user_agg, user_noise)
+            else:
+                if entity_noise is not None:
+                    entity_agg, user_agg = entity_agg * entity_noise, user_agg * user_noise
+                entity_emb = F.normalize(entity_agg, p=2, dim=1)
+                user_emb = F.normalize(user_agg, p=2, dim=1)
             entity_res = entity_res + entity_emb
             user_res = user_res + user_emb
         return user_res, entity_res

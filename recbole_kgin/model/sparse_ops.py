@@ -131,22 +131,22 @@ def group_sum(groups, n_groups, dtype=torch.float32):
     with ``groups[j] == g`` (entries sorted by group, then column)."""
     order = torch.sort(groups, stable=True).indices
     ones = torch.ones(groups.shape[0], dtype=dtype, device=groups.device)
-    return constant_pair(groups[order], order, n_groups, groups.shape[0], ones)
+    return constant_pair(groups[order], order, n_groups, groups.shape[0], ones, checked=True)
 
 
-def constant_pair(row, col, n_rows, n_cols, values=None):
+def constant_pair(row, col, n_rows, n_cols, values=None, checked=False):
     """SparsePair of a pattern whose values never change (ones unless given); build it once."""
-    pattern = CachedPattern(row, col, n_rows, n_cols)
+    pattern = CachedPattern(row, col, n_rows, n_cols, checked=checked)
     if values is None:
         values = torch.ones(pattern.nnz, device=pattern.row.device)
     return pattern.select(values)
 
 
-def _crow(rows, n_rows, dtype):
-    counts = torch.bincount(rows, minlength=n_rows)
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
-    torch.cumsum(counts, 0, out=crow[1:])
-    return crow.to(dtype)
+def _crow(sorted_rows, n_rows, dtype):
+    """CSR row pointers of entries whose row indices ``sorted_rows`` are non-decreasing: one
+    operation (torch's own COO-to-CSR conversion)."""
+    return torch._convert_indices_from_coo_to_csr(sorted_rows, n_rows,
+                                                  out_int32=dtype == torch.int32)
 
 
 class CachedPattern:
@@ -158,10 +158,10 @@ class CachedPattern:
     through a permutation computed once.
     """
 
-    def __init__(self, row, col, n_rows, n_cols):
+    def __init__(self, row, col, n_rows, n_cols, checked=False):
         row = torch.as_tensor(row, dtype=torch.int64)
         col = torch.as_tensor(col, dtype=torch.int64)
-        if row.numel() > 1:
+        if row.numel() > 1 and not checked:  # checked: built sorted by this module
             key = row * max(n_cols, 1) + col
             if bool((key[1:] < key[:-1]).any()):
                 raise ValueError("CachedPattern: entries must be sorted by row, then column")
@@ -173,29 +173,46 @@ class CachedPattern:
         # entries in the transpose's CSR order: by column, then row (stable sort keeps row order)
         self.t_perm = torch.sort(col, stable=True).indices
         self._full = None  # (crow, col, t_crow, t_col) of the whole pattern
+        self._index = self._ptr = None  # see _indices and _row_pointers
 
     def to(self, device):
         for name in ("row", "col", "t_perm"):
             setattr(self, name, getattr(self, name).to(device))
-        self._full = None
+        self._full = self._index = self._ptr = None
         return self
 
     def _full_structure(self):
         if self._full is None:
             dt = self.index_dtype
+            t_row = self.row[self.t_perm]
             self._full = (
                 _crow(self.row, self.n_rows, dt), self.col.to(dt),
-                _crow(self.col, self.n_cols, dt), self.row[self.t_perm].to(dt),
+                _crow(self.col[self.t_perm], self.n_cols, dt), t_row.to(dt),
             )
         return self._full
+
+    def _indices(self):
+        """The rows and columns in the index dtype, converted once for every :meth:`select`."""
+        if self._index is None:
+            dt = self.index_dtype
+            self._index = (self.row.to(dt), self.col.to(dt))
+        return self._index
+
+    def _row_pointers(self):
+        """int64 CSR row pointers of the whole pattern (for :meth:`take_rows`), built once."""
+        if self._ptr is None:
+            self._ptr = _crow(self.row, self.n_rows, torch.int64)
+        return self._ptr
 
     def take_rows(self, rows):
         """``(pattern, entries)``: the pattern of the rows ``rows`` (increasing, unique), renumbered
         0 .. len(rows)-1, and the indices of its entries among this pattern's entries (to gather
         per-entry values and masks)."""
-        crow = self._full_structure()[0].to(torch.int64)
-        new_rows, entries = ragged_ranges(crow[rows], crow[rows + 1] - crow[rows])
-        return CachedPattern(new_rows, self.col[entries], rows.shape[0], self.n_cols), entries
+        crow = self._row_pointers()
+        starts = crow[rows]
+        new_rows, entries = ragged_ranges(starts, crow[rows + 1] - starts)
+        return CachedPattern(new_rows, self.col[entries], rows.shape[0], self.n_cols,
+                             checked=True), entries
 
     def select(self, values, keep=None, n_rows=None):
         """SparsePair of the kept entries (``keep``: bool mask over entries, or None for all),
@@ -210,13 +227,13 @@ class CachedPattern:
                 keep = torch.ones(self.nnz, dtype=torch.bool, device=self.row.device)
             if n_rows < self.n_rows:
                 keep = keep & (self.row < n_rows)
+            row_dt, col_dt = self._indices()
             idx = keep.nonzero().squeeze(1)  # increasing: CSR order is kept
             t_idx = self.t_perm[keep[self.t_perm]]  # kept entries in transpose order
-            rows = self.row[idx]
-            crow = _crow(rows, n_rows, dt)
-            col = self.col[idx].to(dt)
-            t_crow = _crow(self.col[idx], self.n_cols, dt)
-            t_col = self.row[t_idx].to(dt)
+            crow = _crow(self.row[idx], n_rows, dt)
+            col = col_dt[idx]
+            t_crow = _crow(self.col[t_idx], self.n_cols, dt)  # sorted: transpose order
+            t_col = row_dt[t_idx]
             fwd_vals, t_vals = values[idx], values[t_idx]
         matrix = torch.sparse_csr_tensor(
             crow, col, fwd_vals, (n_rows, self.n_cols), check_invariants=False
