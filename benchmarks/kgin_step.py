@@ -21,7 +21,12 @@ Measured and written to JSON (``--json``):
 * ``ours_peak_rss_gb`` (CPU): peak resident memory (VmHWM) of a separate process that loads the data and
   trains and evaluates our KGIN alone (the same steps); on CUDA ``ours_peak_gpu_gb``
   (``torch.cuda.max_memory_allocated``) is recorded in the main run;
-* optionally (``--epoch``) one full training epoch of each model.
+* optionally (``--epoch``) one full training epoch of each model;
+* with ``--in-process`` and our KGIN listed first among several models:
+  ``ours_step_alone_in_process_s`` (our steps in the same process before any other model is
+  built) and ``ratio_in_process_vs_alone`` = our median step among the other model's steps / that;
+* ``<model>_ops_per_step`` and ``<model>_ops_by_phase``: aten operations per step, views left out
+  (batch, forward, backward, optimizer), a proxy of GPU kernel launches.
 
 Inputs: ``--scale lastfm`` (a synthetic graph with Last-FM's sizes: 23,566 users, 106,389 entities of
 which 48,123 items, 464,567 KG triplets over 9 relations, 1,289,003 interactions, split 96/2/2 per
@@ -164,6 +169,11 @@ class Runner:
         from recbole.utils import KGDataLoaderState
 
         train_data.set_mode(KGDataLoaderState.RS)
+        self.add_negatives = None
+        if name == "KGIN" and config["neg_sampling_device"]:  # as KGINTrainer does
+            from recbole_kgin.trainer import device_negatives
+
+            self.add_negatives = device_negatives(train_data, self.model, device)
 
     def next_batch(self):
         while True:
@@ -181,6 +191,8 @@ class Runner:
         sync(self.device)
         start, cpu_start = time.perf_counter(), time.process_time()
         batch = self.next_batch().to(self.device)
+        if self.add_negatives is not None:
+            batch = self.add_negatives(batch)
         self.train_batch(batch)
         sync(self.device)
         return time.perf_counter() - start, time.process_time() - cpu_start
@@ -200,7 +212,8 @@ class Runner:
         sync(self.device)
         start = time.perf_counter()
         for batch in self.train_data:
-            self.train_batch(batch.to(self.device))
+            batch = batch.to(self.device)
+            self.train_batch(batch if self.add_negatives is None else self.add_negatives(batch))
         sync(self.device)
         return time.perf_counter() - start
 
@@ -239,8 +252,9 @@ VIEW_OPS = frozenset({"slice", "select", "view", "t", "expand", "detach", "alias
 
 
 def count_ops(runner, steps=1):
-    """``(non-view aten calls, all aten calls)`` per training step (batch with negative sampling,
-    forward, backward, optimizer), counted with a TorchDispatchMode on this thread."""
+    """``(non-view aten calls, all aten calls, {phase: non-view calls})`` per training step (batch
+    with negative sampling, forward, backward, optimizer), counted with a TorchDispatchMode on
+    this thread; the phases are ``batch``, ``forward``, ``backward`` and ``optimizer``."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Count(TorchDispatchMode):
@@ -248,18 +262,43 @@ def count_ops(runner, steps=1):
             super().__init__()
             self.total = 0
             self.views = 0
+            self.phase = "batch"
+            self.by_phase = {"batch": 0, "forward": 0, "backward": 0, "optimizer": 0}
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             self.total += 1
             if func.overloadpacket.__name__.rstrip("_") in VIEW_OPS:
                 self.views += 1
+            else:
+                self.by_phase[self.phase] += 1
             return func(*args, **(kwargs or {}))
 
     counter = Count()
-    with counter:
-        for _ in range(steps):
-            runner.step()
-    return (counter.total - counter.views) / steps, counter.total / steps
+    train_batch = getattr(runner, "train_batch", None)
+
+    def phased(batch):  # the same work as Runner.train_batch, with the phase marked
+        counter.phase = "forward"
+        runner.optimizer.zero_grad()
+        loss = runner.model.calculate_loss(batch)
+        if isinstance(loss, tuple):
+            loss = sum(loss)
+        counter.phase = "backward"
+        loss.backward()
+        counter.phase = "optimizer"
+        runner.optimizer.step()
+        counter.phase = "batch"
+
+    if hasattr(runner, "train_batch"):
+        runner.train_batch = phased
+    try:
+        with counter:
+            for _ in range(steps):
+                runner.step()
+    finally:
+        if hasattr(runner, "train_batch"):
+            runner.train_batch = train_batch
+    return ((counter.total - counter.views) / steps, counter.total / steps,
+            {k: v / steps for k, v in counter.by_phase.items()})
 
 
 def history_batches(history, n_users, batch_users):
@@ -427,6 +466,7 @@ def main():
         finish(args, record, t0, tmp)
         return
     runners = {}
+    alone = {}  # with --in-process and several models: our KGIN's steps before any other exists
     for m in models:
         t = time.perf_counter()
         name, *own = m.split("@")
@@ -435,6 +475,11 @@ def main():
         init_seed(config["seed"], True)
         runners[m] = Runner(name, config, train_data, args.device)
         print(f"{m}: data + model built in {time.perf_counter() - t:.1f} s", flush=True)
+        if m == "KGIN" and len(models) > 1 and not alone:
+            timed = [runners[m].step() for _ in range(args.warmup + args.steps)][args.warmup:]
+            alone = {"wall": [x for x, _ in timed], "cpu": [c for _, c in timed]}
+            print(f"{m} alone in this process: median step "
+                  f"{statistics.median(alone['wall']):.3f} s", flush=True)
     first = runners[models[0]]
     history = first.train_data._dataset.inter_matrix(form="csr")
     history.sum_duplicates()
@@ -455,7 +500,8 @@ def main():
         print(f"step {i}{' (warm-up)' if i < args.warmup else ''}: " + ", ".join(line), flush=True)
     ops = {m: count_ops(runners[m]) for m in models}
     print("aten operations per step (without views / all): "
-          + ", ".join(f"{m} {a:.0f} / {b:.0f}" for m, (a, b) in ops.items()), flush=True)
+          + ", ".join(f"{m} {a:.0f} / {b:.0f} ({', '.join(f'{k} {v:.0f}' for k, v in c.items())})"
+                      for m, (a, b, c) in ops.items()), flush=True)
     eval_s = {m: [] for m in models}
     batch_users = max(1, 4_194_304 // first.model.n_items)
     batches = history_batches(history, n_users, batch_users)
@@ -495,10 +541,20 @@ def main():
         record[f"{key}_step_cpu_all_s"] = [round(x, 4) for x in cpu_times[m]]
         record[f"{key}_ops_per_step"] = ops[m][0]
         record[f"{key}_aten_calls_per_step"] = ops[m][1]
+        record[f"{key}_ops_by_phase"] = ops[m][2]
         if eval_s[m]:
             record[f"{key}_eval_s"] = min(eval_s[m])
         if m in epochs:
             record[f"{key}_epoch_s"] = epochs[m]
+    if alone:
+        record["ours_step_alone_in_process_s"] = statistics.median(alone["wall"])
+        record["ours_step_alone_in_process_all_s"] = [round(x, 4) for x in alone["wall"]]
+        record["ours_step_cpu_alone_in_process_s"] = statistics.median(alone["cpu"])
+        # the item-3 figure: our step among another model's steps / our step before it existed
+        record["ratio_in_process_vs_alone"] = (record["ours_step_s"]
+                                               / record["ours_step_alone_in_process_s"])
+        print(f"our step interleaved / alone in the same process: "
+              f"{record['ratio_in_process_vs_alone']:.2f}x", flush=True)
     add_ratios(record, args)
     if args.device == "cuda":
         record["peak_gpu_gb_all_models"] = torch.cuda.max_memory_allocated() / 2**30

@@ -263,13 +263,40 @@ def adam_options(impl, device):
     """Keyword arguments of ``torch.optim.Adam`` for ``adam_impl``: ``loop`` (one set of operations
     per parameter, RecBole's CPU default), ``foreach`` (one multi-tensor operation per update term;
     the same numbers as ``loop``, tested), ``fused`` (one kernel for the whole update; equal to
-    ``loop`` up to rounding, about 1e-7), ``auto``: ``fused`` on CUDA, ``foreach`` elsewhere."""
+    ``loop`` up to rounding, about 1e-7), ``auto``: ``foreach`` (``fused`` stays a choice until it
+    has been tested on a GPU here). ``device`` is where the parameters live."""
     if impl not in ADAM_IMPLS:
         raise ValueError(f"config key 'adam_impl' = {impl!r}: expected one of {ADAM_IMPLS}")
     if impl == "auto":
-        impl = "fused" if torch.device(device).type == "cuda" else "foreach"
+        impl = "foreach"
     return {"loop": {"foreach": False}, "foreach": {"foreach": True},
             "fused": {"fused": True}}[impl]
+
+
+def device_negatives(train_data, model, device):
+    """Turn off the negative sampling of RecBole's training loader ``train_data`` and return
+    ``add(interaction)``, which puts one negative per pair, drawn on ``device`` from the same
+    distribution (:mod:`recbole_kgin.data.device_negatives`), into a batch."""
+    from recbole.data.interaction import Interaction
+
+    from recbole_kgin.data.device_negatives import DeviceNegatives
+
+    loader = getattr(train_data, "general_dataloader", train_data)
+    args = loader.neg_sample_args
+    if args.get("distribution") != "none":
+        if args.get("distribution") != "uniform" or args.get("sample_num") != 1 or \
+                args.get("dynamic"):
+            raise ValueError("config key 'neg_sampling_device' = True needs "
+                             "train_neg_sample_args: uniform, sample_num 1, not dynamic")
+        loader.neg_sample_args = dict(args, distribution="none")
+    sampler = DeviceNegatives(loader._dataset, device)
+
+    def add(interaction):
+        negatives = sampler.sample(interaction[model.USER_ID])
+        interaction.update(Interaction({model.NEG_ITEM_ID: negatives}))
+        return interaction
+
+    return add
 
 
 class KGINTrainer(Trainer):
@@ -297,27 +324,8 @@ class KGINTrainer(Trainer):
 
     def _device_negatives_loss(self, train_data, loss_func):
         """``neg_sampling_device``: RecBole's loader stops drawing negatives, and every batch gets
-        its negatives on the training device (:mod:`recbole_kgin.data.device_negatives`)."""
-        from recbole.data.interaction import Interaction
-
-        from recbole_kgin.data.device_negatives import DeviceNegatives
-
-        loader = getattr(train_data, "general_dataloader", train_data)
-        if loader.neg_sample_args.get("distribution") != "none":
-            if loader.neg_sample_args.get("sample_num") != 1 or \
-                    loader.neg_sample_args.get("distribution") != "uniform" or \
-                    loader.neg_sample_args.get("dynamic"):
-                raise ValueError("config key 'neg_sampling_device' = True needs "
-                                 "train_neg_sample_args: uniform, sample_num 1, not dynamic")
-            loader.neg_sample_args = dict(loader.neg_sample_args, distribution="none")
-        if getattr(self, "_device_negatives", None) is None:
-            self._device_negatives = DeviceNegatives(loader._dataset, self.device)
-        sampler, model = self._device_negatives, self.model
-        loss_func = loss_func or model.calculate_loss
-
-        def with_negatives(interaction):
-            users = interaction[model.USER_ID]
-            interaction.update(Interaction({model.NEG_ITEM_ID: sampler.sample(users)}))
-            return loss_func(interaction)
-
-        return with_negatives
+        its negatives on the training device (:func:`device_negatives`)."""
+        if getattr(self, "_add_negatives", None) is None:
+            self._add_negatives = device_negatives(train_data, self.model, self.device)
+        add, loss_func = self._add_negatives, loss_func or self.model.calculate_loss
+        return lambda interaction: loss_func(add(interaction))

@@ -469,7 +469,8 @@ def test_adam_impl_auto_and_bad_values():
     from recbole_kgin.trainer import adam_options
 
     assert adam_options("auto", "cpu") == {"foreach": True}
-    assert adam_options("auto", "cuda:0") == {"fused": True}
+    assert adam_options("auto", "cuda:0") == {"foreach": True}
+    assert adam_options("fused", "cpu") == {"fused": True}
     with pytest.raises(ValueError, match="adam_impl"):
         adam_options("fast", "cpu")
 

@@ -63,6 +63,7 @@ def test_count_ops_leaves_views_out():
             y = x.view(2, 2).t()          # two views: no kernel
             return (y * 2 + 1).sum()      # mul, add, sum
 
-    without_views, everything = kgin_step.count_ops(Step(), steps=2)
+    without_views, everything, phases = kgin_step.count_ops(Step(), steps=2)
     assert without_views == 4.0           # ones, mul, add, sum
     assert everything == 6.0
+    assert phases == {"batch": 4.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
