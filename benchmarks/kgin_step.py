@@ -25,6 +25,8 @@ Measured and written to JSON (``--json``):
 * with ``--in-process`` and our KGIN listed first among several models:
   ``ours_step_alone_in_process_s`` (our steps in the same process before any other model is
   built) and ``ratio_in_process_vs_alone`` = our median step among the other model's steps / that;
+* ``<model>_minor_faults_per_step``: median minor page faults of a measured step (memory that the
+  step received fresh from the OS: what allocator churn costs);
 * ``<model>_ops_per_step`` and ``<model>_ops_by_phase``: aten operations per step, views left out
   (batch, forward, backward, optimizer), a proxy of GPU kernel launches.
 
@@ -170,6 +172,7 @@ class Runner:
 
         train_data.set_mode(KGDataLoaderState.RS)
         self.add_negatives = None
+        self.faults = []  # minor page faults of every step
         if name == "KGIN" and config["neg_sampling_device"]:  # as KGINTrainer does
             from recbole_kgin.trainer import device_negatives
 
@@ -189,13 +192,17 @@ class Runner:
         forward + backward + Adam."""
         self.model.train()
         sync(self.device)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start, cpu_start = time.perf_counter(), time.process_time()
         batch = self.next_batch().to(self.device)
         if self.add_negatives is not None:
             batch = self.add_negatives(batch)
         self.train_batch(batch)
         sync(self.device)
-        return time.perf_counter() - start, time.process_time() - cpu_start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        # minor page faults: memory the step touched for the first time (fresh pages from the OS)
+        self.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
+        return elapsed, cpu
 
     def train_batch(self, batch):
         """Forward, backward and one Adam update on ``batch``."""
@@ -477,7 +484,8 @@ def main():
         print(f"{m}: data + model built in {time.perf_counter() - t:.1f} s", flush=True)
         if m == "KGIN" and len(models) > 1 and not alone:
             timed = [runners[m].step() for _ in range(args.warmup + args.steps)][args.warmup:]
-            alone = {"wall": [x for x, _ in timed], "cpu": [c for _, c in timed]}
+            alone = {"wall": [x for x, _ in timed], "cpu": [c for _, c in timed],
+                     "faults": runners[m].faults[args.warmup:]}
             print(f"{m} alone in this process: median step "
                   f"{statistics.median(alone['wall']):.3f} s", flush=True)
     first = runners[models[0]]
@@ -539,6 +547,10 @@ def main():
         record[f"{key}_step_all_s"] = [round(x, 4) for x in times[m]]
         record[f"{key}_step_cpu_s"] = statistics.median(cpu_times[m])
         record[f"{key}_step_cpu_all_s"] = [round(x, 4) for x in cpu_times[m]]
+        measured = runners[m].faults[args.warmup:args.warmup + args.steps]
+        if m == "KGIN" and alone:  # its first steps ran alone: the interleaved ones follow
+            measured = runners[m].faults[-(args.steps + 1):-1]
+        record[f"{key}_minor_faults_per_step"] = statistics.median(measured)
         record[f"{key}_ops_per_step"] = ops[m][0]
         record[f"{key}_aten_calls_per_step"] = ops[m][1]
         record[f"{key}_ops_by_phase"] = ops[m][2]
@@ -550,6 +562,7 @@ def main():
         record["ours_step_alone_in_process_s"] = statistics.median(alone["wall"])
         record["ours_step_alone_in_process_all_s"] = [round(x, 4) for x in alone["wall"]]
         record["ours_step_cpu_alone_in_process_s"] = statistics.median(alone["cpu"])
+        record["ours_minor_faults_alone_in_process_per_step"] = statistics.median(alone["faults"])
         # the item-3 figure: our step among another model's steps / our step before it existed
         record["ratio_in_process_vs_alone"] = (record["ours_step_s"]
                                                / record["ours_step_alone_in_process_s"])

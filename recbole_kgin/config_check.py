@@ -201,6 +201,7 @@ VALUE_RULES = {
     "sim_regularity": (_non_negative_number, "a finite number >= 0"),
     "temperature": (_positive_number, "a finite number > 0"),
     "fused_normalize": (_bool, "True or False"),
+    "fused_propagation": (_bool, "True or False"),
     "neg_sampling_device": (_bool, "True or False"),
 }
 

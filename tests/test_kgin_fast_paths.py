@@ -409,15 +409,21 @@ def test_normalize_rows_equals_f_normalize_with_its_gradient(device):
 
 
 @pytest.mark.parametrize("overrides", [
-    {"fused_normalize": False}, {"relation_messages": "blocks"},
+    {"fused_normalize": False}, {"relation_messages": "blocks"}, {"fused_propagation": False},
+    {"fused_propagation": False, "context_hops": 1, "base": {"context_hops": 1}},
+    {"fused_propagation": False, "mess_dropout_rate": 0.0, "node_dropout_rate": 0.0,
+     "base": {"mess_dropout_rate": 0.0, "node_dropout_rate": 0.0}},
     {"fused_normalize": False, "relation_messages": "blocks", "user_propagation": "all"},
 ])
 def test_operation_saving_switches_change_no_result(tmp_path, overrides, device):
-    """fused_normalize and relation_messages (both on by default) against their plain forms: the
-    same loss and gradients in training (same dropout draws), the same scores in evaluation."""
+    """fused_propagation, fused_normalize and relation_messages (on by default) against their
+    plain forms: the same loss and gradients in training (same dropout draws), the same scores in
+    evaluation. ``base``: settings both models share."""
     write_kg_dataset(tmp_path, n_users=70, n_items=90)
+    overrides = dict(overrides)
+    base = overrides.pop("base", {})
     models = {}
-    for name, extra in (("default", {}), ("switched", overrides)):
+    for name, extra in (("default", base), ("switched", {**base, **overrides})):
         config = create_config("KGIN", "tiny", config_dict=tiny_config(
             tmp_path, embedding_size=16, **extra))
         _, train_data, _, _ = load_data(config)
@@ -561,3 +567,52 @@ def test_kgin_trainer_with_device_negatives_trains_without_recboles_sampler(tmp_
     for users, negatives in seen:
         for u, v in zip(users.tolist(), negatives.tolist()):
             assert 1 <= v < train_data._dataset.item_num and v not in matrix[u].indices
+
+
+# ---------------------------------------------------------------- reused work buffers
+def _fused_model(tmp_path):
+    write_kg_dataset(tmp_path, n_users=70, n_items=90)
+    config = create_config("KGIN", "tiny", config_dict=tiny_config(tmp_path, embedding_size=16))
+    _, train_data, _, _ = load_data(config)
+    torch.manual_seed(0)
+    model = KGIN(config, train_data._dataset)
+    from recbole.utils import KGDataLoaderState
+
+    train_data.set_mode(KGDataLoaderState.RS)
+    return model, list(iter(train_data))
+
+
+def test_fused_propagation_reuses_its_buffers_from_step_to_step(tmp_path):
+    """Once every batch shape has been seen (one epoch), the pool allocates nothing more, also
+    when a step's graph is dropped without a backward pass (its buffers come back when the graph
+    is freed); every buffer it allocated is free between steps."""
+    import gc
+
+    model, batches = _fused_model(tmp_path)
+    model.train()
+
+    def epoch():
+        for batch in batches:
+            model.zero_grad()
+            model.calculate_loss(batch).backward()
+
+    epoch()
+    pool = model._buffer_pool
+    after_first = pool.allocated
+    assert after_first > 0
+    epoch()
+    loss = model.calculate_loss(batches[0])  # no backward: the graph is just dropped
+    del loss
+    gc.collect()
+    epoch()
+    assert pool.allocated == after_first
+    assert sum(len(v) for v in pool._free.values()) == pool.allocated
+
+
+def test_fused_propagation_refuses_a_second_backward(tmp_path):
+    model, batches = _fused_model(tmp_path)
+    model.train()
+    loss = model.calculate_loss(batches[0])
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="fused_propagation"):
+        loss.backward()

@@ -118,22 +118,27 @@ def message_dropout(x, p, rows=None, n_rows=None):
     return x * dropout_noise(x, p, rows, n_rows)
 
 
-def dropout_noise(x, p, rows=None, n_rows=None):
+def dropout_noise(x, p, rows=None, n_rows=None, lease=None):
     """The mask :func:`message_dropout` multiplies ``x`` by: ``1 / (1 - p)`` where an entry is
-    kept, else 0 (same shape, dtype and device as ``x``)."""
+    kept, else 0 (same shape, dtype and device as ``x``). ``lease``
+    (:class:`~recbole_kgin.model.buffers.Lease`): take the work buffers from it (same numbers)."""
     n = x.shape[0] if rows is None else n_rows
+    d = x.shape[1]
+    empty = (lambda *shape: lease.take(shape, torch.float32, x.device)) if lease is not None \
+        else (lambda *shape: torch.empty(shape, dtype=torch.float32, device=x.device))
     if x.device.type != "cpu":
-        noise = x.new_empty(n, x.shape[1]).bernoulli_(1.0 - p)
+        noise = x.new_empty(n, d).bernoulli_(1.0 - p)
         if rows is not None:
             noise = noise.index_select(0, rows)
         return noise.div_(1.0 - p)
     seed = int(torch.randint(0, 2**62, (1,)).item())
-    uniform = np.random.Generator(np.random.PCG64(seed)).random(n * x.shape[1], dtype=np.float32)
-    noise = torch.from_numpy(uniform).view(n, x.shape[1])
+    noise = empty(n, d)
+    np.random.Generator(np.random.PCG64(seed)).random(dtype=np.float32,
+                                                      out=noise.numpy().reshape(-1))
     if rows is not None:
-        noise = noise.index_select(0, rows)
+        noise = torch.index_select(noise, 0, rows, out=empty(rows.shape[0], d))
     noise = noise.ge_(p).div_(1.0 - p)  # 1 / (1 - p) where uniform >= p, else 0
-    return noise.to(x.dtype)
+    return noise if x.dtype == torch.float32 else noise.to(x.dtype)
 
 
 def distance_independence(weight, eps=1e-8):
@@ -211,6 +216,7 @@ class KGIN(KnowledgeRecommender):
                              f"one of {USER_PROPAGATION}")
         self.kg_dedup = bool(config["kg_dedup"]) if config["kg_dedup"] is not None else True
         self.fused_normalize = _switch(config, "fused_normalize", True)
+        self.fused_propagation = _switch(config, "fused_propagation", True)
         self.relation_messages = config["relation_messages"] or "gather"
         if self.relation_messages not in RELATION_MESSAGES:
             raise ValueError(f"config key 'relation_messages' = {self.relation_messages!r}: "
@@ -503,6 +509,10 @@ class KGIN(KnowledgeRecommender):
         # the torch backend stays the plain reference: F.normalize and autograd
         fused_normalize = self.fused_normalize and self.sparse_backend == "cached"
         intents = self.intent_embeddings()
+        if self.fused_propagation and self.sparse_backend == "cached" and users is not None \
+                and item_ids is not None and torch.is_grad_enabled():
+            return self._fused_forward(training, kg_pair, subset, inter_pair, intents, users,
+                                       item_ids)
         user_emb, entity_emb = self.user_embedding, self.entity_embedding
         if users is not None:
             user_emb = user_emb.index_select(0, users)
@@ -541,6 +551,27 @@ class KGIN(KnowledgeRecommender):
             entity_res = entity_res + entity_emb
             user_res = user_res + user_emb
         return user_res, entity_res
+
+    def _fused_forward(self, training, kg_pair, subset, inter_pair, intents, users, item_ids):
+        """:meth:`forward` for a batch (``users``, ``item_ids``) as one autograd function with
+        reused work buffers (:mod:`recbole_kgin.model.kgin_propagation`); same result."""
+        from recbole_kgin.model.buffers import BufferPool
+        from recbole_kgin.model.kgin_propagation import HopGraph, Propagation, propagate
+
+        pat = self._patterns
+        if getattr(self, "_buffer_pool", None) is None:
+            self._buffer_pool = BufferPool()
+        full = HopGraph(kg_pair, self.pair_rel, self.pair_head, pat["head_sum"], pat["rel_sum"],
+                        self.n_entities)
+        last = HopGraph(subset["kg"], subset["pair_rel"], subset["pair_head"],
+                        subset["head_sum"], subset["rel_sum"], item_ids.shape[0],
+                        noise_rows=item_ids)
+        hops = [full] * (self.context_hops - 1) + [last]
+        rate = self.mess_dropout_rate if training else 0.0
+        prop = Propagation(hops, inter_pair, self.n_items, item_ids, users, self.n_users, rate,
+                           dropout_noise, self._buffer_pool)
+        return propagate(self.user_embedding.index_select(0, users), self.entity_embedding,
+                         self.relation_embedding, intents, self.intent_keys, prop)
 
     def independence_loss(self):
         weight = self.intent_relation_logits

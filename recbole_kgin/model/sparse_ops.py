@@ -33,14 +33,17 @@ class SparsePair:
         self.transpose = transpose
 
 
-def csr_mm(matrix, dense):
+def csr_mm(matrix, dense, out=None):
     """``matrix @ dense`` for a CSR ``matrix``. On CPU the product is written straight into an
     uninitialised output (``addmm`` with ``beta=0`` ignores it): ``torch.sparse.mm`` there
     zero-fills a result, multiplies into a second one and copies it over, which at Last-FM scale
-    costs about three times the product itself. Same numbers either way (tested)."""
+    costs about three times the product itself. Same numbers either way (tested). ``out`` (CPU): a
+    buffer of the result's shape to write into; use the returned tensor (on other devices ``out``
+    is ignored)."""
     if dense.device.type != "cpu":
         return torch.sparse.mm(matrix, dense)
-    out = dense.new_empty(matrix.shape[0], dense.shape[1])
+    if out is None:
+        out = dense.new_empty(matrix.shape[0], dense.shape[1])
     return torch.addmm(out, matrix, dense.contiguous(), beta=0.0, alpha=1.0, out=out)
 
 
