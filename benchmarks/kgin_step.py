@@ -474,6 +474,7 @@ def main():
         return
     runners = {}
     alone = {}  # with --in-process and several models: our KGIN's steps before any other exists
+    alone_model = None
     for m in models:
         t = time.perf_counter()
         name, *own = m.split("@")
@@ -482,7 +483,8 @@ def main():
         init_seed(config["seed"], True)
         runners[m] = Runner(name, config, train_data, args.device)
         print(f"{m}: data + model built in {time.perf_counter() - t:.1f} s", flush=True)
-        if m == "KGIN" and len(models) > 1 and not alone:
+        if name == "KGIN" and len(models) > 1 and not alone:  # KGIN or KGIN@key=value...
+            alone_model = m
             timed = [runners[m].step() for _ in range(args.warmup + args.steps)][args.warmup:]
             alone = {"wall": [x for x, _ in timed], "cpu": [c for _, c in timed],
                      "faults": runners[m].faults[args.warmup:]}
@@ -548,7 +550,7 @@ def main():
         record[f"{key}_step_cpu_s"] = statistics.median(cpu_times[m])
         record[f"{key}_step_cpu_all_s"] = [round(x, 4) for x in cpu_times[m]]
         measured = runners[m].faults[args.warmup:args.warmup + args.steps]
-        if m == "KGIN" and alone:  # its first steps ran alone: the interleaved ones follow
+        if alone and m == alone_model:  # its first steps ran alone: the interleaved ones follow
             measured = runners[m].faults[-(args.steps + 1):-1]
         record[f"{key}_minor_faults_per_step"] = statistics.median(measured)
         record[f"{key}_ops_per_step"] = ops[m][0]
@@ -564,7 +566,8 @@ def main():
         record["ours_step_cpu_alone_in_process_s"] = statistics.median(alone["cpu"])
         record["ours_minor_faults_alone_in_process_per_step"] = statistics.median(alone["faults"])
         # the item-3 figure: our step among another model's steps / our step before it existed
-        record["ratio_in_process_vs_alone"] = (record["ours_step_s"]
+        record["alone_model"] = alone_model
+        record["ratio_in_process_vs_alone"] = (record[f"{NAMES.get(alone_model, alone_model)}_step_s"]
                                                / record["ours_step_alone_in_process_s"])
         print(f"our step interleaved / alone in the same process: "
               f"{record['ratio_in_process_vs_alone']:.2f}x", flush=True)
@@ -637,6 +640,7 @@ def isolated(args, data_path, dataset, models):
     steps = {m: [] for m in models}
     cpu = {m: [] for m in models}
     record, evals, epochs, rss, gpu = None, {}, {}, [], []
+    counts, faults = {}, {}  # operation counts (first round) and page faults of every round
     with tempfile.TemporaryDirectory(prefix="kgin-step-") as tmp:
         for r in range(args.rounds):
             for m in (models if r % 2 == 0 else models[::-1]):
@@ -664,6 +668,9 @@ def isolated(args, data_path, dataset, models):
                 cpu[m] += child[f"{key}_step_cpu_all_s"]
                 if f"{key}_eval_s" in child:
                     evals[m] = child[f"{key}_eval_s"]
+                for field in ("ops_per_step", "aten_calls_per_step", "ops_by_phase"):
+                    counts.setdefault(f"{key}_{field}", child[f"{key}_{field}"])
+                faults.setdefault(key, []).append(child[f"{key}_minor_faults_per_step"])
                 if f"{key}_epoch_s" in child:
                     epochs[m] = child[f"{key}_epoch_s"]
                 if m == "KGIN":
@@ -692,6 +699,9 @@ def isolated(args, data_path, dataset, models):
             record[f"{key}_eval_s"] = evals[m]
         if m in epochs:
             record[f"{key}_epoch_s"] = epochs[m]
+    record.update(counts)
+    for key, values in faults.items():
+        record[f"{key}_minor_faults_per_step"] = statistics.median(values)
     if rss:
         record["ours_peak_rss_gb"] = max(rss)
     if gpu:
