@@ -3,7 +3,8 @@
 #   1. the fast-path equality tests and the device tests on CUDA (tests/test_kgin_fast_paths.py,
 #      tests/test_devices.py; their CUDA cases run when torch sees a GPU);
 #   2. the training step at Last-FM scale, ours against RecBole's KGIN, each model alone in its
-#      own process, two rounds (benchmarks/kgin_step.py --scale lastfm --device cuda);
+#      own process, two rounds (benchmarks/kgin_step.py --scale lastfm --device cuda), then ours
+#      with the device-side options (neg_sampling_device, adam_impl fused);
 #   3. one training epoch, full-ranking evaluation and a profile of our KGIN on lastfm-kg-resplit
 #      (built by scripts/build_shared_datasets.sh);
 #   4. KGCN's full-ranking evaluation, RecBole's method against ours, on the CPU-table subsets
@@ -41,6 +42,12 @@ echo "== 2. training step at Last-FM scale: ours vs RecBole's KGIN"
 timeout 260 "$py" benchmarks/kgin_step.py --scale lastfm --device cuda --steps 40 --warmup 5 \
     --rounds 2 --data-dir /tmp/lastfm-scale --json "$out/step_lastfm_cuda.json" 2>&1 \
     | grep -v Warning | tee "$out/step_lastfm_cuda.log" | tail -12
+# the step with the GPU-side options (off by default until they have passed here): negatives drawn
+# on the device, fused Adam
+timeout 120 "$py" benchmarks/kgin_step.py --scale lastfm --device cuda --steps 40 --warmup 5 \
+    --models KGIN@neg_sampling_device=True@adam_impl=fused --skip-eval --data-dir /tmp/lastfm-scale \
+    --json "$out/step_lastfm_cuda_device_options.json" 2>&1 \
+    | grep -v Warning | tee "$out/step_lastfm_cuda_device_options.log" | tail -6
 fi
 
 if want 3; then

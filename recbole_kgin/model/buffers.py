@@ -59,6 +59,15 @@ class Lease:
         self.taken.append(t)
         return t
 
+    def give_back(self, tensor):
+        """Return one buffer early, once nothing of the step reads it any more (no-op for a
+        tensor this lease did not take)."""
+        for i, t in enumerate(self.taken):
+            if t is tensor:
+                del self.taken[i]
+                self.pool.give([t])
+                return
+
     def release(self):
         if not self.released:
             self.released = True

@@ -74,6 +74,7 @@ class _Propagate(torch.autograd.Function):
             P = csr_mm(hop.kg.matrix, E, out=take(n_pairs, d))
             M = torch.index_select(relation, 0, hop.pair_rel, out=take(n_pairs, d)).mul_(P)
             A_e = csr_mm(hop.head_sum.matrix, M, out=take(hop.n_rows, d))
+            lease.give_back(M)  # the next hop's messages reuse it
             a = csr_mm(prop.inter.matrix, E[: prop.n_items])
             att = torch.softmax(U @ keys.t(), dim=1)
             mix = att @ intents
@@ -147,8 +148,11 @@ class _Propagate(torch.autograd.Function):
             gP = gM.mul_(torch.index_select(relation, 0, hop.pair_rel, out=product))
             n_in = ctx.n_entities
             gE_in = csr_mm(hop.kg.transpose, gP, out=(take(n_in, d) if h > 0 else None))
-            gE_in[: prop.n_items].add_(csr_mm(prop.inter.transpose, g_a,
-                                              out=take(prop.n_items, d)))
+            for done in (gM, s["P"], gE, s["E_out"], s["noise_e"]):  # read by nothing after this
+                ctx.lease.give_back(done)
+            g_inter = csr_mm(prop.inter.transpose, g_a, out=take(prop.n_items, d))
+            gE_in[: prop.n_items].add_(g_inter)
+            ctx.lease.give_back(g_inter)
             # the input of hop h: E'_{h-1} (or the base embedding), used by the residual sum too
             gE_in.index_add_(0, prop.item_ids, grad_entity_res)
             gU = gU_in.add_(grad_user_res)
