@@ -44,6 +44,12 @@ Switchable choices (see ``properties/model/KGIN.yaml``):
   random numbers are those of ``all`` too; on CUDA ``all`` uses torch's fused dropout kernel and the
   masks differ (same distribution).
 
+* ``fused_propagation`` (``cached`` backend, training with ``user_propagation: batch``): the
+  propagation as one autograd function with a written-out backward and work buffers reused between
+  steps (:mod:`recbole_kgin.model.kgin_propagation`); ``fused_normalize``: message dropout + L2
+  normalisation as one autograd function; ``relation_messages``: ``gather`` or ``blocks``. All
+  three compute the same loss and gradients as their plain forms (tested).
+
 Message dropout draws its masks with :func:`message_dropout` (on CPU from NumPy's PCG64, seeded from
 torch's generator): the same distribution as ``nn.Dropout``, other random numbers.
 """
