@@ -607,6 +607,11 @@ def test_fused_propagation_reuses_its_buffers_from_step_to_step(tmp_path):
     epoch()
     assert pool.allocated == after_first
     assert sum(len(v) for v in pool._free.values()) == pool.allocated
+    model.eval()  # evaluation frees them; the next training step takes them again
+    assert pool.allocated == 0 and not pool._free
+    model.train()
+    epoch()
+    assert pool.allocated == after_first
 
 
 def test_fused_propagation_refuses_a_second_backward(tmp_path):

@@ -43,6 +43,8 @@ class BufferPool:
                 self._free.setdefault(self._key(t.shape, t.dtype, t.device), []).append(t)
 
     def clear(self):
+        """Free every buffer not handed out (e.g. before an evaluation)."""
+        self.allocated -= sum(len(v) for v in self._free.values())
         self._free.clear()
 
 

@@ -624,6 +624,8 @@ class KGIN(KnowledgeRecommender):
     def train(self, mode=True):
         if mode:
             self._cache = None
+        elif getattr(self, "_buffer_pool", None) is not None:
+            self._buffer_pool.clear()  # evaluation needs the memory; training takes it again
         return super().train(mode)
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
