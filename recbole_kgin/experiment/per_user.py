@@ -67,9 +67,10 @@ def write_tables(run_dir, rows, seeds):
             means[name] = kept  # a published folder: the seed files were left out
             continue
         means[name] = seed_means(final_dir, runs)
-        write_npz(run_dir / "per_user" / f"{name}.npz",
+        write_npz(run_dir / "per_user" / f"{name}.npz",  # compressed: ~30x smaller to publish
                   {"users": means[name]["users"],
-                   **{f"{c}_mean": v for c, v in means[name].items() if c != "users"}})
+                   **{f"{c}_mean": v for c, v in means[name].items() if c != "users"}},
+                  compressed=True)
         ranked = ranked_table(final_dir, runs)
         if ranked is not None:
             write_npz(run_dir / "topk" / f"{name}.npz", ranked, compressed=True)
