@@ -163,7 +163,7 @@ class Runner:
 
         impl = (config["adam_impl"] or "auto") if name == "KGIN" else "loop"
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["learning_rate"],
-                                          **adam_options(impl, device))
+                                          **adam_options(impl))
         self.config = config
         self._iter = None
         # user-item batches only, for both models (KGINTrainer does this for ours; RecBole's

@@ -259,12 +259,12 @@ class RecordingTrainerMixin:
 ADAM_IMPLS = ("auto", "loop", "foreach", "fused")
 
 
-def adam_options(impl, device):
+def adam_options(impl):
     """Keyword arguments of ``torch.optim.Adam`` for ``adam_impl``: ``loop`` (one set of operations
     per parameter, RecBole's CPU default), ``foreach`` (one multi-tensor operation per update term;
     the same numbers as ``loop``, tested), ``fused`` (one kernel for the whole update; equal to
-    ``loop`` up to rounding, about 1e-7), ``auto``: ``foreach`` (``fused`` stays a choice until it
-    has been tested on a GPU here). ``device`` is where the parameters live."""
+    ``loop`` up to rounding, about 1e-7), ``auto``: ``foreach`` on every device (``fused`` stays a
+    choice until it has been tested on a GPU here)."""
     if impl not in ADAM_IMPLS:
         raise ValueError(f"config key 'adam_impl' = {impl!r}: expected one of {ADAM_IMPLS}")
     if impl == "auto":
@@ -312,7 +312,7 @@ class KGINTrainer(Trainer):
         return torch.optim.Adam(
             params, lr=kwargs.get("learning_rate", self.learning_rate),
             weight_decay=kwargs.get("weight_decay", self.weight_decay),
-            **adam_options(self.config["adam_impl"] or "auto", self.config["device"]))
+            **adam_options(self.config["adam_impl"] or "auto"))
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         train_data.set_mode(KGDataLoaderState.RS)

@@ -31,17 +31,19 @@ class DeviceNegatives:
 
     def sample(self, users):
         users = users.to(self.device)
-        if self.full_users.numel() and bool(torch.isin(users, self.full_users).any()):
-            bad = users[torch.isin(users, self.full_users)][0].item()
-            raise ValueError(f"negative sampling: user id {bad} has interacted with every item")
+        if self.full_users.numel():
+            full = torch.isin(users, self.full_users)
+            if bool(full.any()):
+                raise ValueError(f"negative sampling: user id {users[full][0].item()} has "
+                                 "interacted with every item")
         draw = lambda n: torch.randint(1, self.n_items, (n,), device=self.device)
         neg = draw(users.shape[0])
+        if self.keys.numel() == 0:  # no training interaction at all: every draw is free
+            return neg
         todo = None  # positions still to check: all at first
         for _ in range(MAX_ROUNDS):
             u = users if todo is None else users[todo]
             v = neg if todo is None else neg[todo]
-            if self.keys.numel() == 0:
-                return neg
             key = u * self.n_items + v
             pos = torch.searchsorted(self.keys, key).clamp_(max=self.keys.numel() - 1)
             hit = self.keys[pos] == key

@@ -25,13 +25,17 @@ class _NormalizeRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         out, denom, norm, noise = ctx.saved_tensors
-        # d(x / max(|x|, eps)): (g - y (g . y)) / |x| where |x| > eps, g / eps where clamped
-        dot = (grad * out).sum(dim=1, keepdim=True)
-        dot = dot.mul_(norm > ctx.eps)
-        grad_x = (grad - out * dot).div_(denom)
-        if noise is not None:
-            grad_x = grad_x.mul_(noise)
-        return grad_x, None, None
+        return normalize_rows_backward_(grad.clone(), out, denom, norm, noise, ctx.eps), None, None
+
+
+def normalize_rows_backward_(grad, out, denom, norm, noise=None, eps=NORM_EPS):
+    """Gradient of ``x -> normalize(x * noise)`` from the saved output ``out``, its row norms
+    ``norm`` and their clamp ``denom``, computed in place on ``grad``:
+    d(x / max(|x|, eps)) is (g - y (g . y)) / |x| where |x| > eps and g / eps where clamped. The
+    row-wise dot products come from one batched product, so no [rows x d] temporary is made."""
+    dot = torch.bmm(grad.unsqueeze(1), out.unsqueeze(2)).view(-1, 1).mul_(norm > eps)
+    grad = grad.addcmul_(out, dot, value=-1.0).div_(denom)
+    return grad if noise is None else grad.mul_(noise)
 
 
 def normalize_rows(x, noise=None, eps=NORM_EPS):

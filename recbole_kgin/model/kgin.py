@@ -67,6 +67,7 @@ from recbole.utils import InputType
 
 from recbole_kgin.model.cpu_memory import apply_setting
 from recbole_kgin.model.fused_ops import normalize_rows
+from recbole_kgin.model.options import bool_option
 from recbole_kgin.model.sparse_ops import (CachedPattern, group_sum, ragged_ranges,
                                           relation_aggregate, spmm)
 
@@ -77,16 +78,6 @@ DROPOUT_SEMANTICS = ("drop", "reference")
 SPARSE_BACKENDS = ("cached", "torch")
 USER_PROPAGATION = ("batch", "all")
 RELATION_MESSAGES = ("gather", "blocks")
-
-
-def _switch(config, key, default):
-    """A True/False setting; None (unset) gives ``default``."""
-    value = config[key]
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ValueError(f"config key '{key}' = {value!r}: expected True or False")
-    return value
 
 
 def _require(config, key, check, expected):
@@ -221,8 +212,8 @@ class KGIN(KnowledgeRecommender):
             raise ValueError(f"config key 'user_propagation' = {self.user_propagation!r}: expected "
                              f"one of {USER_PROPAGATION}")
         self.kg_dedup = bool(config["kg_dedup"]) if config["kg_dedup"] is not None else True
-        self.fused_normalize = _switch(config, "fused_normalize", True)
-        self.fused_propagation = _switch(config, "fused_propagation", True)
+        self.fused_normalize = bool_option(config, "fused_normalize")
+        self.fused_propagation = bool_option(config, "fused_propagation")
         self.relation_messages = config["relation_messages"] or "gather"
         if self.relation_messages not in RELATION_MESSAGES:
             raise ValueError(f"config key 'relation_messages' = {self.relation_messages!r}: "

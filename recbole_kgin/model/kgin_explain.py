@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-NORM_EPS = 1e-12  # F.normalize's eps
+from recbole_kgin.model.fused_ops import NORM_EPS  # F.normalize's eps
 
 
 def kg_edges(model, dataset):

@@ -26,7 +26,7 @@ batch items, ``E_0 + sum_h E'_h``.
 
 import torch
 
-from recbole_kgin.model.fused_ops import NORM_EPS
+from recbole_kgin.model.fused_ops import NORM_EPS, normalize_rows_backward_
 from recbole_kgin.model.sparse_ops import csr_mm
 
 
@@ -49,14 +49,6 @@ class Propagation:
         self.hops, self.inter, self.n_items = hops, inter, n_items
         self.item_ids, self.users, self.n_users = item_ids, users, n_users
         self.dropout, self.noise, self.pool = dropout, noise, pool
-
-
-def _normalize_backward(grad, out, denom, norm, noise):
-    """Gradient of ``x -> normalize(x * noise)`` at the saved output, in place on ``grad``: the
-    row-wise dot products come from one batched product, so no [rows x d] temporary is made."""
-    dot = torch.bmm(grad.unsqueeze(1), out.unsqueeze(2)).view(-1, 1).mul_(norm > NORM_EPS)
-    grad = grad.addcmul_(out, dot, value=-1.0).div_(denom)
-    return grad if noise is None else grad.mul_(noise)
 
 
 class _Propagate(torch.autograd.Function):
@@ -130,8 +122,8 @@ class _Propagate(torch.autograd.Function):
         grad_entity = None
         for h in range(len(prop.hops) - 1, -1, -1):
             hop, s = prop.hops[h], saved[h]
-            gA_e = _normalize_backward(gE, s["E_out"], s["denom_e"], s["norm_e"], s["noise_e"])
-            gA_u = _normalize_backward(gU, s["U_out"], s["denom_u"], s["norm_u"], s["noise_u"])
+            gA_e = normalize_rows_backward_(gE, s["E_out"], s["denom_e"], s["norm_e"], s["noise_e"])
+            gA_u = normalize_rows_backward_(gU, s["U_out"], s["denom_u"], s["norm_u"], s["noise_u"])
             # A_u = a * mix + a
             g_a = (gA_u * s["mix"]).add_(gA_u)
             g_mix = gA_u.mul_(s["a"])
