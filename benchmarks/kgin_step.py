@@ -28,7 +28,9 @@ Measured and written to JSON (``--json``):
 * ``<model>_minor_faults_per_step``: median minor page faults of a measured step (memory that the
   step received fresh from the OS: what allocator churn costs);
 * ``<model>_ops_per_step`` and ``<model>_ops_by_phase``: aten operations per step, views left out
-  (batch, forward, backward, optimizer), a proxy of GPU kernel launches.
+  (batch, forward, backward, optimizer), a proxy of GPU kernel launches;
+  ``<model>_large_allocations_per_step``: the tensors of 1 MiB or more those operations allocated
+  (count and GB; in-place operations, views and ``out=`` writes allocate nothing).
 
 Inputs: ``--scale lastfm`` (a synthetic graph with Last-FM's sizes: 23,566 users, 106,389 entities of
 which 48,123 items, 464,567 KG triplets over 9 relations, 1,289,003 interactions, split 96/2/2 per
@@ -271,6 +273,7 @@ def count_ops(runner, steps=1):
             self.views = 0
             self.phase = "batch"
             self.by_phase = {"batch": 0, "forward": 0, "backward": 0, "optimizer": 0}
+            self.large = [0, 0]  # tensors of 1 MiB or more that operations allocated: count, bytes
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             self.total += 1
@@ -278,7 +281,17 @@ def count_ops(runner, steps=1):
                 self.views += 1
             else:
                 self.by_phase[self.phase] += 1
-            return func(*args, **(kwargs or {}))
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__
+            if name.endswith("_") or name.rstrip("_") in VIEW_OPS or "out" in (kwargs or {}):
+                return out  # in place, a view or written into a given buffer: nothing allocated
+            for t in (out if isinstance(out, (tuple, list)) else (out,)):
+                if isinstance(t, torch.Tensor) and t.layout == torch.strided:
+                    size = t.numel() * t.element_size()
+                    if size >= 2**20:
+                        self.large[0] += 1
+                        self.large[1] += size
+            return out
 
     counter = Count()
     train_batch = getattr(runner, "train_batch", None)
@@ -305,7 +318,8 @@ def count_ops(runner, steps=1):
         if hasattr(runner, "train_batch"):
             runner.train_batch = train_batch
     return ((counter.total - counter.views) / steps, counter.total / steps,
-            {k: v / steps for k, v in counter.by_phase.items()})
+            {k: v / steps for k, v in counter.by_phase.items()},
+            {"tensors": counter.large[0] / steps, "gb": counter.large[1] / steps / 1e9})
 
 
 def history_batches(history, n_users, batch_users):
@@ -511,7 +525,7 @@ def main():
     ops = {m: count_ops(runners[m]) for m in models}
     print("aten operations per step (without views / all): "
           + ", ".join(f"{m} {a:.0f} / {b:.0f} ({', '.join(f'{k} {v:.0f}' for k, v in c.items())})"
-                      for m, (a, b, c) in ops.items()), flush=True)
+                      for m, (a, b, c, _) in ops.items()), flush=True)
     eval_s = {m: [] for m in models}
     batch_users = max(1, 4_194_304 // first.model.n_items)
     batches = history_batches(history, n_users, batch_users)
@@ -556,6 +570,7 @@ def main():
         record[f"{key}_ops_per_step"] = ops[m][0]
         record[f"{key}_aten_calls_per_step"] = ops[m][1]
         record[f"{key}_ops_by_phase"] = ops[m][2]
+        record[f"{key}_large_allocations_per_step"] = ops[m][3]
         if eval_s[m]:
             record[f"{key}_eval_s"] = min(eval_s[m])
         if m in epochs:
@@ -668,7 +683,8 @@ def isolated(args, data_path, dataset, models):
                 cpu[m] += child[f"{key}_step_cpu_all_s"]
                 if f"{key}_eval_s" in child:
                     evals[m] = child[f"{key}_eval_s"]
-                for field in ("ops_per_step", "aten_calls_per_step", "ops_by_phase"):
+                for field in ("ops_per_step", "aten_calls_per_step", "ops_by_phase",
+                              "large_allocations_per_step"):
                     counts.setdefault(f"{key}_{field}", child[f"{key}_{field}"])
                 faults.setdefault(key, []).append(child[f"{key}_minor_faults_per_step"])
                 if f"{key}_epoch_s" in child:

@@ -63,7 +63,8 @@ def test_count_ops_leaves_views_out():
             y = x.view(2, 2).t()          # two views: no kernel
             return (y * 2 + 1).sum()      # mul, add, sum
 
-    without_views, everything, phases = kgin_step.count_ops(Step(), steps=2)
+    without_views, everything, phases, large = kgin_step.count_ops(Step(), steps=2)
     assert without_views == 4.0           # ones, mul, add, sum
     assert everything == 6.0
     assert phases == {"batch": 4.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+    assert large == {"tensors": 0.0, "gb": 0.0}  # four floats: nothing of 1 MiB
