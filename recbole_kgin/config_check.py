@@ -202,6 +202,7 @@ VALUE_RULES = {
     "temperature": (_positive_number, "a finite number > 0"),
     "fused_normalize": (_bool, "True or False"),
     "fused_propagation": (_bool, "True or False"),
+    "fused_loss": (_bool, "True or False"),
     "neg_sampling_device": (_bool, "True or False"),
 }
 

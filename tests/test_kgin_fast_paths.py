@@ -414,10 +414,13 @@ def test_normalize_rows_equals_f_normalize_with_its_gradient(device):
     {"fused_propagation": False, "mess_dropout_rate": 0.0, "node_dropout_rate": 0.0,
      "base": {"mess_dropout_rate": 0.0, "node_dropout_rate": 0.0}},
     {"fused_normalize": False, "relation_messages": "blocks", "user_propagation": "all"},
+    {"fused_loss": False},
+    {"fused_loss": False, "user_propagation": "all", "base": {"user_propagation": "all"}},
+    {"fused_loss": False, "fused_propagation": False, "fused_normalize": False},
 ])
 def test_operation_saving_switches_change_no_result(tmp_path, overrides, device):
-    """fused_propagation, fused_normalize and relation_messages (on by default) against their
-    plain forms: the same loss and gradients in training (same dropout draws), the same scores in
+    """fused_propagation, fused_normalize, fused_loss and relation_messages (on by default) against
+    their plain forms: the same loss and gradients in training (same dropout draws), the same scores in
     evaluation. ``base``: settings both models share."""
     write_kg_dataset(tmp_path, n_users=70, n_items=90)
     overrides = dict(overrides)
@@ -643,7 +646,7 @@ def test_default_step_issues_fewer_operations_than_the_plain_forms(tmp_path):
 
     write_kg_dataset(tmp_path, n_users=70, n_items=90)
     plain = {"fused_propagation": False, "fused_normalize": False, "relation_messages": "blocks",
-             "adam_impl": "loop"}
+             "fused_loss": False, "adam_impl": "loop"}
     counts = {}
     for name, extra in (("defaults", {}), ("plain", plain)):
         config = create_config("KGIN", "tiny", config_dict=tiny_config(

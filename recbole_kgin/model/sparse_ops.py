@@ -129,20 +129,23 @@ def ragged_ranges(starts, counts):
     return owner, positions
 
 
-def group_sum(groups, n_groups, dtype=torch.float32):
+def group_sum(groups, n_groups, dtype=torch.float32, sorted_groups=False):
     """SparsePair of the [n_groups x len(groups)] 0/1 matrix whose row g sums the columns ``j``
-    with ``groups[j] == g`` (entries sorted by group, then column)."""
-    order = torch.sort(groups, stable=True).indices
-    ones = torch.ones(groups.shape[0], dtype=dtype, device=groups.device)
-    return constant_pair(groups[order], order, n_groups, groups.shape[0], ones, checked=True)
-
-
-def constant_pair(row, col, n_rows, n_cols, values=None, checked=False):
-    """SparsePair of a pattern whose values never change (ones unless given); build it once."""
-    pattern = CachedPattern(row, col, n_rows, n_cols, checked=checked)
-    if values is None:
-        values = torch.ones(pattern.nnz, device=pattern.row.device)
-    return pattern.select(values)
+    with ``groups[j] == g`` (entries sorted by group, then column). Only the matrix is built (its
+    ``transpose`` is None): the gradient of a group sum is a gather, not a product. With
+    ``sorted_groups`` the caller promises ``groups`` non-decreasing (no sort then). 4 or 5
+    operations."""
+    n = groups.shape[0]
+    dt = torch.int32 if max(n, int(n_groups)) <= _INT32_MAX else torch.int64
+    if sorted_groups:
+        rows, cols = groups, torch.arange(n, dtype=dt, device=groups.device)
+    else:
+        rows, order = torch.sort(groups, stable=True)
+        cols = order.to(dt)
+    ones = torch.ones(n, dtype=dtype, device=groups.device)
+    matrix = torch.sparse_csr_tensor(_crow(rows, n_groups, dt), cols, ones, (int(n_groups), n),
+                                     check_invariants=False)
+    return SparsePair(matrix, None)
 
 
 def _crow(sorted_rows, n_rows, dtype):
@@ -202,18 +205,19 @@ class CachedPattern:
         return self._index
 
     def _row_pointers(self):
-        """int64 CSR row pointers of the whole pattern (for :meth:`take_rows`), built once."""
+        """int64 CSR row pointers of the whole pattern and the entries of each row (for
+        :meth:`take_rows`), built once."""
         if self._ptr is None:
-            self._ptr = _crow(self.row, self.n_rows, torch.int64)
+            crow = _crow(self.row, self.n_rows, torch.int64)
+            self._ptr = (crow, torch.diff(crow))
         return self._ptr
 
     def take_rows(self, rows):
         """``(pattern, entries)``: the pattern of the rows ``rows`` (increasing, unique), renumbered
         0 .. len(rows)-1, and the indices of its entries among this pattern's entries (to gather
         per-entry values and masks)."""
-        crow = self._row_pointers()
-        starts = crow[rows]
-        new_rows, entries = ragged_ranges(starts, crow[rows + 1] - starts)
+        crow, counts = self._row_pointers()
+        new_rows, entries = ragged_ranges(crow[rows], counts[rows])
         return CachedPattern(new_rows, self.col[entries], rows.shape[0], self.n_cols,
                              checked=True), entries
 
