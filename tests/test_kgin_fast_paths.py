@@ -572,9 +572,10 @@ def test_kgin_trainer_with_device_negatives_trains_without_recboles_sampler(tmp_
 
 
 # ---------------------------------------------------------------- reused work buffers
-def _fused_model(tmp_path):
+def _fused_model(tmp_path, **overrides):
     write_kg_dataset(tmp_path, n_users=70, n_items=90)
-    config = create_config("KGIN", "tiny", config_dict=tiny_config(tmp_path, embedding_size=16))
+    config = create_config("KGIN", "tiny", config_dict=tiny_config(tmp_path, embedding_size=16,
+                                                                   **overrides))
     _, train_data, _, _ = load_data(config)
     torch.manual_seed(0)
     model = KGIN(config, train_data._dataset)
@@ -584,13 +585,18 @@ def _fused_model(tmp_path):
     return model, list(iter(train_data))
 
 
-def test_fused_propagation_reuses_its_buffers_from_step_to_step(tmp_path):
+@pytest.mark.parametrize("batch_size", [None, 40])
+def test_fused_propagation_reuses_its_buffers_from_step_to_step(tmp_path, batch_size):
     """Once every batch shape has been seen (one epoch), the pool allocates nothing more, also
     when a step's graph is dropped without a backward pass (its buffers come back when the graph
-    is freed); every buffer it allocated is free between steps."""
+    is freed); every buffer it allocated is free between steps. Batch size 40: every step has
+    other numbers of distinct users and items."""
     import gc
 
-    model, batches = _fused_model(tmp_path)
+    model, batches = _fused_model(
+        tmp_path, **({} if batch_size is None else {"train_batch_size": batch_size}))
+    if batch_size is not None:
+        assert len({int(b[model.USER_ID].unique().numel()) for b in batches}) > 1
     model.train()
 
     def epoch():
@@ -669,3 +675,33 @@ def test_default_step_issues_fewer_operations_than_the_plain_forms(tmp_path):
                 opt.step()
         counts[name] = Count.n
     assert counts["defaults"] < 0.85 * counts["plain"], counts  # tiny data: 500 against 620
+
+
+def test_buffer_pool_serves_nearby_row_counts_from_one_buffer():
+    """Work tensors whose row count moves from step to step (the batch's users stacked under the
+    entities) get their buffer back; a small request does not take a much larger buffer; buffers
+    are given back by the view that was handed out."""
+    from recbole_kgin.model.buffers import BufferPool, Lease
+
+    pool = BufferPool()
+    lease = Lease(pool)
+    small = lease.take((100, 8), torch.float32, "cpu")
+    large = lease.take((3000, 8), torch.float32, "cpu")
+    assert small.shape == (100, 8) and large.shape == (3000, 8) and pool.allocated == 2
+    small.fill_(1.0)
+    large.fill_(2.0)
+    assert torch.all(small == 1.0)  # distinct buffers
+    lease.release()
+    lease = Lease(pool)
+    again_small = lease.take((120, 8), torch.float32, "cpu")
+    again_large = lease.take((2900, 8), torch.float32, "cpu")
+    assert pool.allocated == 2
+    assert again_small.data_ptr() == small.data_ptr()
+    assert again_large.data_ptr() == large.data_ptr()
+    lease.give_back(again_large)
+    tiny = lease.take((10, 8), torch.float32, "cpu")  # the free 4096-row buffer is too large
+    assert pool.allocated == 3 and tiny.data_ptr() != large.data_ptr()
+    other_width = lease.take((100, 4), torch.float32, "cpu")
+    assert other_width.shape == (100, 4) and pool.allocated == 4
+    lease.release()
+    assert sum(len(v) for v in pool._free.values()) == 4

@@ -17,7 +17,14 @@ import torch
 
 
 class BufferPool:
-    """Free tensors by (shape, dtype, device); :meth:`take` reuses one or allocates it."""
+    """Free tensors by (trailing shape, dtype, device); :meth:`take` reuses one or allocates it.
+
+    A request for ``rows`` rows is served by the smallest free buffer with at least that many and
+    at most about twice as many (the first ``rows`` rows of it), and a new buffer gets its rows rounded up to a multiple of
+    ``ROUND_ROWS``: work tensors whose row count moves a little from step to step (the batch's
+    users stacked under all entities) still find their buffer again."""
+
+    ROUND_ROWS = 2048
 
     def __init__(self):
         self._free = {}
@@ -25,17 +32,28 @@ class BufferPool:
 
     @staticmethod
     def _key(shape, dtype, device):
-        return tuple(int(n) for n in shape), dtype, torch.device(device)
+        return tuple(int(n) for n in shape[1:]), dtype, torch.device(device)
+
+    def take_base(self, shape, dtype, device):
+        """``(view of the requested shape, the buffer it lies in)``."""
+        device = torch.device(device)
+        rows = int(shape[0])
+        if device.type != "cpu":
+            t = torch.empty(shape, dtype=dtype, device=device)
+            return t, t
+        free = self._free.get(self._key(shape, dtype, device), [])
+        # (not a large buffer for a small request: the large one would be missing next)
+        fits = [i for i, b in enumerate(free) if rows <= b.shape[0] <= 2 * rows + self.ROUND_ROWS]
+        if fits:
+            base = free.pop(min(fits, key=lambda i: free[i].shape[0]))
+        else:
+            self.allocated += 1
+            capacity = -(-max(rows, 1) // self.ROUND_ROWS) * self.ROUND_ROWS
+            base = torch.empty((capacity, *shape[1:]), dtype=dtype, device=device)
+        return base[:rows], base
 
     def take(self, shape, dtype, device):
-        device = torch.device(device)
-        if device.type != "cpu":
-            return torch.empty(shape, dtype=dtype, device=device)
-        free = self._free.get(self._key(shape, dtype, device))
-        if free:
-            return free.pop()
-        self.allocated += 1
-        return torch.empty(shape, dtype=dtype, device=device)
+        return self.take_base(shape, dtype, device)[0]
 
     def give(self, tensors):
         for t in tensors:
@@ -57,23 +75,23 @@ class Lease:
         self.released = False
 
     def take(self, shape, dtype, device):
-        t = self.pool.take(shape, dtype, device)
-        self.taken.append(t)
-        return t
+        view, base = self.pool.take_base(shape, dtype, device)
+        self.taken.append((view, base))
+        return view
 
     def give_back(self, tensor):
         """Return one buffer early, once nothing of the step reads it any more (no-op for a
-        tensor this lease did not take)."""
-        for i, t in enumerate(self.taken):
-            if t is tensor:
+        tensor this lease did not hand out)."""
+        for i, (view, base) in enumerate(self.taken):
+            if view is tensor:
                 del self.taken[i]
-                self.pool.give([t])
+                self.pool.give([base])
                 return
 
     def release(self):
         if not self.released:
             self.released = True
-            self.pool.give(self.taken)
+            self.pool.give([base for _, base in self.taken])
             self.taken = []
 
     def bind(self, owner):

@@ -133,24 +133,44 @@ class DropoutMasks:
         kept, else 0 (same shape, dtype and device as ``x``). ``lease``
         (:class:`~recbole_kgin.model.buffers.Lease`): take the work buffers from it (same
         numbers)."""
-        n = x.shape[0] if rows is None else n_rows
-        d = x.shape[1]
-        empty = (lambda *shape: lease.take(shape, torch.float32, x.device)) if lease is not None \
-            else (lambda *shape: torch.empty(shape, dtype=torch.float32, device=x.device))
-        if x.device.type != "cpu":
-            noise = x.new_empty(n, d).bernoulli_(1.0 - p)
-            if rows is not None:
-                noise = noise.index_select(0, rows)
-            return noise.div_(1.0 - p)
-        if self._generator is None:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
-            self._generator = np.random.Generator(np.random.PCG64(seed))
-        noise = empty(n, d)
-        self._generator.random(dtype=np.float32, out=noise.numpy().reshape(-1))
-        if rows is not None:
-            noise = torch.index_select(noise, 0, rows, out=empty(rows.shape[0], d))
-        noise = noise.ge_(p).div_(1.0 - p)  # 1 / (1 - p) where uniform >= p, else 0
+        n = x.shape[0] if rows is None else rows.shape[0]
+        out = (lease.take((n, x.shape[1]), torch.float32, x.device) if lease is not None
+               else torch.empty((n, x.shape[1]), dtype=torch.float32, device=x.device))
+        noise = self.finish(self.draw(out, p, rows, n_rows, lease), p)
         return noise if x.dtype == torch.float32 else noise.to(x.dtype)
+
+    def draw(self, out, p, rows=None, n_rows=None, lease=None):
+        """Write the next mask's raw draws into ``out`` (float32; the rows ``rows`` of an
+        ``n_rows``-row mask when given) and return it; :meth:`finish` turns draws into the mask.
+        Several draws can be finished together (one operation for all)."""
+        shape = (out.shape[0] if rows is None else int(n_rows), out.shape[1])
+        device = out.device
+        if rows is None:
+            full = out
+        elif lease is not None:
+            full = lease.take(shape, torch.float32, device)
+        else:
+            full = torch.empty(shape, dtype=torch.float32, device=device)
+        if device.type != "cpu":
+            full.bernoulli_(1.0 - p)
+        else:
+            if self._generator is None:
+                seed = int(torch.randint(0, 2**62, (1,)).item())
+                self._generator = np.random.Generator(np.random.PCG64(seed))
+            self._generator.random(dtype=np.float32, out=full.numpy().reshape(-1))
+        if rows is not None:
+            torch.index_select(full, 0, rows, out=out)
+            if lease is not None:
+                lease.give_back(full)
+        return out
+
+    @staticmethod
+    def finish(draws, p):
+        """The mask from :meth:`draw`'s output, in place: ``1 / (1 - p)`` where kept, else 0
+        (CPU: a uniform number >= p; other devices: a Bernoulli(1 - p) draw of 1)."""
+        if draws.device.type == "cpu":
+            draws = draws.ge_(p)
+        return draws.div_(1.0 - p)
 
 
 def distance_independence(weight, eps=1e-8):
@@ -584,7 +604,7 @@ class KGIN(KnowledgeRecommender):
         hops = [full] * (self.context_hops - 1) + [last]
         rate = self.mess_dropout_rate if training else 0.0
         prop = Propagation(hops, inter_pair, self.n_items, item_ids, users, self.n_users, rate,
-                           DropoutMasks().noise, self._buffer_pool)
+                           DropoutMasks(), self._buffer_pool)
         return propagate(self.user_embedding.index_select(0, users), self.entity_embedding,
                          self.relation_embedding, intents, self.intent_keys, prop)
 

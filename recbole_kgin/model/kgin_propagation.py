@@ -20,7 +20,9 @@ Per hop ``h`` (inputs ``E`` entities, ``U`` the batch's users; ``K`` intent keys
     a = Inter @ E[:n_items];  att = softmax(U K^T);  A_u = a * (att I) + a
     E' = normalize(A_e * noise_e);  U' = normalize(A_u * noise_u)
 
-The last hop runs over the batch items' pairs only. Outputs: ``U_0 + sum_h U'_h`` and, for the
+``E'`` and ``U'`` of a hop lie in one buffer (entity rows, then user rows), so that message dropout,
+the normalisation and their backward run once per hop over both. The last hop runs over the batch
+items' pairs only. Outputs: ``U_0 + sum_h U'_h`` and, for the
 batch items, ``E_0 + sum_h E'_h``.
 """
 
@@ -45,10 +47,10 @@ class HopGraph:
 class Propagation:
     """Everything the function needs besides the differentiable tensors."""
 
-    def __init__(self, hops, inter, n_items, item_ids, users, n_users, dropout, noise, pool):
+    def __init__(self, hops, inter, n_items, item_ids, users, n_users, dropout, masks, pool):
         self.hops, self.inter, self.n_items = hops, inter, n_items
         self.item_ids, self.users, self.n_users = item_ids, users, n_users
-        self.dropout, self.noise, self.pool = dropout, noise, pool
+        self.dropout, self.masks, self.pool = dropout, masks, pool  # masks: a DropoutMasks
 
 
 class _Propagate(torch.autograd.Function):
@@ -59,44 +61,46 @@ class _Propagate(torch.autograd.Function):
         lease = Lease(prop.pool)
         device, dtype, d = entity_base.device, entity_base.dtype, entity_base.shape[1]
         take = lambda *shape: lease.take(shape, dtype, device)
+        n_users = user_base.shape[0]
         E, U = entity_base, user_base
         saved = []
         for h, hop in enumerate(prop.hops):
-            n_pairs = hop.kg.matrix.shape[0]
+            n_pairs, n_e = hop.kg.matrix.shape[0], hop.n_rows
+            # the hop's entity and user outputs share one buffer: dropout and normalisation are
+            # row-wise, so each runs once over both
+            H = take(n_e + n_users, d)
+            A_e, A_u = H[:n_e], H[n_e:]
             P = csr_mm(hop.kg.matrix, E, out=take(n_pairs, d))
             M = torch.index_select(relation, 0, hop.pair_rel, out=take(n_pairs, d)).mul_(P)
-            A_e = csr_mm(hop.head_sum.matrix, M, out=take(hop.n_rows, d))
+            csr_mm(hop.head_sum.matrix, M, out=A_e)
             lease.give_back(M)  # the next hop's messages reuse it
             a = csr_mm(prop.inter.matrix, E[: prop.n_items])
             att = torch.softmax(U @ keys.t(), dim=1)
             mix = att @ intents
-            A_u = (a * mix).add_(a)
-            noise_e = noise_u = None
+            torch.mul(a, mix, out=A_u).add_(a)
+            noise = None
             if prop.dropout > 0.0:
+                noise = take(n_e + n_users, d)
                 rows = hop.noise_rows  # the mask of every item is drawn
-                noise_e = prop.noise(A_e, prop.dropout, rows,
-                                     prop.n_items if rows is not None else None, lease)
-                noise_u = prop.noise(A_u, prop.dropout, prop.users, prop.n_users, lease)
-                A_e.mul_(noise_e)
-                A_u = A_u.mul_(noise_u)
-            norm_e = torch.linalg.vector_norm(A_e, dim=1, keepdim=True)
-            denom_e = norm_e.clamp_min(NORM_EPS)
-            E_next = A_e.div_(denom_e)  # in place: the buffer now holds E'
-            norm_u = torch.linalg.vector_norm(A_u, dim=1, keepdim=True)
-            denom_u = norm_u.clamp_min(NORM_EPS)
-            U_next = A_u.div_(denom_u)
-            saved.append(dict(P=P, E_out=E_next, norm_e=norm_e, denom_e=denom_e,
-                              noise_e=noise_e, U_in=U, att=att, mix=mix, a=a, U_out=U_next,
-                              norm_u=norm_u, denom_u=denom_u, noise_u=noise_u))
-            E, U = E_next, U_next
+                prop.masks.draw(noise[:n_e], prop.dropout, rows,
+                                prop.n_items if rows is not None else None, lease)
+                prop.masks.draw(noise[n_e:], prop.dropout, prop.users, prop.n_users, lease)
+                prop.masks.finish(noise, prop.dropout)
+                H.mul_(noise)
+            norm = torch.linalg.vector_norm(H, dim=1, keepdim=True)
+            denom = norm.clamp_min(NORM_EPS)
+            H.div_(denom)  # in place: the buffer now holds E' and U'
+            saved.append(dict(P=P, H=H, norm=norm, denom=denom, noise=noise, U_in=U, att=att,
+                              mix=mix, a=a, n_e=n_e))
+            E, U = H[:n_e], H[n_e:]
         # residual sums: users in full, entities only at the batch's items
         user_res = user_base.clone()
         for s in saved:
-            user_res.add_(s["U_out"])
+            user_res.add_(s["H"][s["n_e"]:])
         entity_res = entity_base.index_select(0, prop.item_ids)
         for s in saved[:-1]:
-            entity_res.add_(s["E_out"].index_select(0, prop.item_ids))
-        entity_res.add_(saved[-1]["E_out"])
+            entity_res.add_(s["H"][: s["n_e"]].index_select(0, prop.item_ids))
+        entity_res.add_(saved[-1]["H"][: saved[-1]["n_e"]])
         ctx.saved, ctx.prop, ctx.lease = saved, prop, lease
         ctx.save_for_backward(relation, intents, keys)
         ctx.n_entities = entity_base.shape[0]
@@ -115,15 +119,18 @@ class _Propagate(torch.autograd.Function):
         grad_relation = torch.zeros_like(relation)
         grad_intents = torch.zeros_like(intents)
         grad_keys = torch.zeros_like(keys)
-        grad_user_res = grad_user_res.contiguous()
-        grad_entity_res = grad_entity_res.contiguous()
-        gE = grad_entity_res.clone()  # gradient of the last hop's entity output (batch items)
-        gU = grad_user_res.clone()
-        grad_entity = None
+        n_users = grad_user_res.shape[0]
+        # gradient of the last hop's outputs, stacked as its buffer: batch items, then users
+        n_last = saved[-1]["n_e"]
+        gH = take(n_last + n_users, d)
+        gH[:n_last].copy_(grad_entity_res)
+        gH[n_last:].copy_(grad_user_res)
+        grad_entity = grad_user = None
         for h in range(len(prop.hops) - 1, -1, -1):
             hop, s = prop.hops[h], saved[h]
-            gA_e = normalize_rows_backward_(gE, s["E_out"], s["denom_e"], s["norm_e"], s["noise_e"])
-            gA_u = normalize_rows_backward_(gU, s["U_out"], s["denom_u"], s["norm_u"], s["noise_u"])
+            n_e = s["n_e"]
+            gA = normalize_rows_backward_(gH, s["H"], s["denom"], s["norm"], s["noise"])
+            gA_e, gA_u = gA[:n_e], gA[n_e:]
             # A_u = a * mix + a
             g_a = (gA_u * s["mix"]).add_(gA_u)
             g_mix = gA_u.mul_(s["a"])
@@ -131,30 +138,37 @@ class _Propagate(torch.autograd.Function):
             grad_intents.addmm_(s["att"].t(), g_mix)
             g_logits = torch._softmax_backward_data(g_att, s["att"], 1, s["att"].dtype)
             grad_keys.addmm_(g_logits.t(), s["U_in"])
-            gU_in = g_logits @ keys
+            # the gradient of this hop's inputs: the previous hop's stacked outputs (or the base
+            # embeddings, returned as gradients: not pool buffers)
+            n_in = ctx.n_entities
+            if h > 0:
+                G = take(n_in + n_users, d)
+                gE_in, gU_in = G[:n_in], G[n_in:]
+                torch.mm(g_logits, keys, out=gU_in)
+            else:
+                G, gE_in, gU_in = None, None, g_logits @ keys
             # A_e = HeadSum @ (R[pair_rel] * P)
             n_pairs = s["P"].shape[0]
             gM = torch.index_select(gA_e, 0, hop.pair_head, out=take(n_pairs, d))
             product = s["P"].mul_(gM)  # P is not needed after this
             grad_relation.add_(csr_mm(hop.rel_sum.matrix, product))
             gP = gM.mul_(torch.index_select(relation, 0, hop.pair_rel, out=product))
-            n_in = ctx.n_entities
-            gE_in = csr_mm(hop.kg.transpose, gP, out=(take(n_in, d) if h > 0 else None))
-            for done in (gM, s["P"], gE, s["E_out"], s["noise_e"]):  # read by nothing after this
+            gE_in = csr_mm(hop.kg.transpose, gP, out=gE_in)
+            for done in (gM, s["P"], gH, s["H"], s["noise"]):  # read by nothing after this
                 ctx.lease.give_back(done)
             g_inter = csr_mm(prop.inter.transpose, g_a, out=take(prop.n_items, d))
             gE_in[: prop.n_items].add_(g_inter)
             ctx.lease.give_back(g_inter)
             # the input of hop h: E'_{h-1} (or the base embedding), used by the residual sum too
             gE_in.index_add_(0, prop.item_ids, grad_entity_res)
-            gU = gU_in.add_(grad_user_res)
+            gU_in.add_(grad_user_res)
             if h > 0:
-                gE = gE_in
+                gH = G
             else:
-                grad_entity = gE_in
+                grad_entity, grad_user = gE_in, gU_in
         ctx.lease.release()
         ctx.saved = None
-        return gU, grad_entity, grad_relation, grad_intents, grad_keys, None
+        return grad_user, grad_entity, grad_relation, grad_intents, grad_keys, None
 
 
 def propagate(user_base, entity_base, relation, intents, keys, prop):
