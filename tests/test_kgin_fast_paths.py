@@ -280,17 +280,20 @@ def test_message_dropout_keeps_one_minus_p_scaled_and_is_reproducible(device):
     assert torch.equal(message_dropout(x[rows], 0.2, rows, 400), out[rows])
 
 
-def test_take_rows_selects_the_rows_entries(device):
+@pytest.mark.parametrize("masked", [False, True])
+def test_row_subset_selects_the_rows_entries(device, masked):
     row, col = random_pattern(12, 9, 50, seed=4)
     pattern = CachedPattern(row.to(device), col.to(device), 12, 9)
     values = torch.rand(row.shape[0]) + 0.1
+    keep = torch.rand(row.shape[0], generator=torch.Generator().manual_seed(1)) > 0.4
     dense = torch.zeros(12, 9)
-    dense[row, col] = values
-    rows = torch.tensor([0, 3, 4, 11])
-    sub, entries = pattern.take_rows(rows.to(device))
-    pair = sub.select(values.to(device)[entries])
+    dense[row, col] = values * keep if masked else values
+    rows = torch.tensor([3, 0, 11, 4])  # any order; a row may end up empty
+    pair = pattern.row_subset(rows.to(device), values.to(device),
+                              keep.to(device) if masked else None)
     assert torch.equal(pair.matrix.to_dense().cpu(), dense[rows])
     assert torch.equal(pair.transpose.to_dense().cpu(), dense[rows].t())
+    assert pair.matrix.values().numel() == int((dense[rows] != 0).sum())
 
 
 def test_cached_backend_equals_torch_backend_in_evaluation(tmp_path, device):

@@ -438,12 +438,11 @@ class KGIN(KnowledgeRecommender):
         local, positions = ragged_ranges(pat["item_pair_ptr"][item_ids],
                                          pat["item_pair_count"][item_ids])
         pairs = pat["pairs_by_item"][positions]
-        rows, entries = pat["kg"].take_rows(pairs)
-        keep = None if chosen is None else chosen[entries]
         rel = self.pair_rel[pairs]
         dtype = self.entity_embedding.dtype
         return {
-            "kg": rows.select(kg_values[entries], keep), "pair_rel": rel, "pair_head": local,
+            "kg": pat["kg"].row_subset(pairs, kg_values, chosen), "pair_rel": rel,
+            "pair_head": local,
             "head_sum": group_sum(local, item_ids.shape[0], dtype, sorted_groups=True),
             "rel_sum": group_sum(rel, self.n_kg_relations, dtype),
         }
@@ -476,9 +475,7 @@ class KGIN(KnowledgeRecommender):
             kg_items = None
         if users is None:
             return kg_all, kg_items, inter.select(inter_values, inter_keep)
-        rows, entries = inter.take_rows(users)
-        keep = None if inter_keep is None else inter_keep[entries]
-        return kg_all, kg_items, rows.select(inter_values[entries], keep)
+        return kg_all, kg_items, inter.row_subset(users, inter_values, inter_keep)
 
     # ------------------------------------------------------------------ model
     def intent_embeddings(self):

@@ -3,8 +3,9 @@
 function with a hand-written backward: ``fused_propagation``.
 
 It computes what :meth:`recbole_kgin.model.kgin.KGIN.forward` computes for ``users`` and
-``item_ids`` (same operations in the same order, same random draws; tested against it and against
-the ``torch`` backend), and differs in how:
+``item_ids`` (the same products and sums up to float32 rounding, e.g. ``a * mix + a`` as one
+multiply-add, and the same random draws; tested against it and against the ``torch`` backend), and
+differs in how:
 
 * the large work tensors ([pairs x d], [entities x d]) come from a
   :class:`~recbole_kgin.model.buffers.BufferPool` kept by the model, so that a step allocates almost
@@ -74,10 +75,10 @@ class _Propagate(torch.autograd.Function):
             M = torch.index_select(relation, 0, hop.pair_rel, out=take(n_pairs, d)).mul_(P)
             csr_mm(hop.head_sum.matrix, M, out=A_e)
             lease.give_back(M)  # the next hop's messages reuse it
-            a = csr_mm(prop.inter.matrix, E[: prop.n_items])
+            a = csr_mm(prop.inter.matrix, E[: prop.n_items], out=take(n_users, d))
             att = torch.softmax(U @ keys.t(), dim=1)
             mix = att @ intents
-            torch.mul(a, mix, out=A_u).add_(a)
+            torch.addcmul(a, a, mix, out=A_u)  # a * mix + a
             noise = None
             if prop.dropout > 0.0:
                 noise = take(n_e + n_users, d)
@@ -151,14 +152,12 @@ class _Propagate(torch.autograd.Function):
             n_pairs = s["P"].shape[0]
             gM = torch.index_select(gA_e, 0, hop.pair_head, out=take(n_pairs, d))
             product = s["P"].mul_(gM)  # P is not needed after this
-            grad_relation.add_(csr_mm(hop.rel_sum.matrix, product))
+            grad_relation.addmm_(hop.rel_sum.matrix, product)
             gP = gM.mul_(torch.index_select(relation, 0, hop.pair_rel, out=product))
             gE_in = csr_mm(hop.kg.transpose, gP, out=gE_in)
             for done in (gM, s["P"], gH, s["H"], s["noise"]):  # read by nothing after this
                 ctx.lease.give_back(done)
-            g_inter = csr_mm(prop.inter.transpose, g_a, out=take(prop.n_items, d))
-            gE_in[: prop.n_items].add_(g_inter)
-            ctx.lease.give_back(g_inter)
+            gE_in[: prop.n_items].addmm_(prop.inter.transpose, g_a)
             # the input of hop h: E'_{h-1} (or the base embedding), used by the residual sum too
             gE_in.index_add_(0, prop.item_ids, grad_entity_res)
             gU_in.add_(grad_user_res)

@@ -7,7 +7,7 @@ pattern once in CSR order together with the permutation into its transpose's CSR
 step's matrix and its transpose are gathered from cached index arrays (no sort, no COO/CSR
 conversion); :func:`spmm` is ``matrix @ dense`` whose backward multiplies by that cached transpose.
 Only the dense operand gets a gradient (the matrix values are constants: degrees and dropout
-scales). :meth:`CachedPattern.take_rows` restricts a pattern to some rows (a batch's users or
+scales). :meth:`CachedPattern.row_subset` restricts a pattern to some rows (a batch's users or
 items). :func:`relation_aggregate` is KGIN's relation-weighted sum over (head, relation) pairs as
 one autograd function. :func:`csr_mm` is the product itself, without ``torch.sparse.mm``'s extra
 zero-fill and copy on CPU. Indices are int32 where the sizes allow (less memory traffic), int64
@@ -206,20 +206,33 @@ class CachedPattern:
 
     def _row_pointers(self):
         """int64 CSR row pointers of the whole pattern and the entries of each row (for
-        :meth:`take_rows`), built once."""
+        :meth:`row_subset`), built once."""
         if self._ptr is None:
             crow = _crow(self.row, self.n_rows, torch.int64)
             self._ptr = (crow, torch.diff(crow))
         return self._ptr
 
-    def take_rows(self, rows):
-        """``(pattern, entries)``: the pattern of the rows ``rows`` (increasing, unique), renumbered
-        0 .. len(rows)-1, and the indices of its entries among this pattern's entries (to gather
-        per-entry values and masks)."""
+    def row_subset(self, rows, values, keep=None):
+        """SparsePair of the rows ``rows`` (unique; any order) of this pattern, renumbered
+        0 .. len(rows)-1, with the per-entry ``values`` (aligned with this pattern's entries) and
+        only the entries where ``keep`` (bool mask over this pattern's entries; None: all): the
+        same matrix as gathering the rows and selecting, in about 24 operations."""
         crow, counts = self._row_pointers()
         new_rows, entries = ragged_ranges(crow[rows], counts[rows])
-        return CachedPattern(new_rows, self.col[entries], rows.shape[0], self.n_cols,
-                             checked=True), entries
+        if keep is not None:
+            kept = keep[entries].nonzero().squeeze(1)
+            new_rows, entries = new_rows[kept], entries[kept]
+        dt, n = self.index_dtype, int(rows.shape[0])
+        col = self._indices()[1][entries]
+        vals = values[entries]
+        matrix = torch.sparse_csr_tensor(_crow(new_rows, n, dt), col, vals, (n, self.n_cols),
+                                         check_invariants=False)
+        # the transpose's CSR order: by column, then row (a stable sort keeps the row order)
+        t_col, t_perm = torch.sort(col, stable=True)
+        transpose = torch.sparse_csr_tensor(
+            _crow(t_col, self.n_cols, dt), new_rows.to(dt)[t_perm], vals[t_perm],
+            (self.n_cols, n), check_invariants=False)
+        return SparsePair(matrix, transpose)
 
     def select(self, values, keep=None, n_rows=None):
         """SparsePair of the kept entries (``keep``: bool mask over entries, or None for all),
