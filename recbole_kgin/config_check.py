@@ -203,6 +203,7 @@ VALUE_RULES = {
     "fused_normalize": (_bool, "True or False"),
     "fused_propagation": (_bool, "True or False"),
     "fused_loss": (_bool, "True or False"),
+    "static_graph": (_bool, "True or False"),
     "neg_sampling_device": (_bool, "True or False"),
 }
 

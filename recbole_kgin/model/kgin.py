@@ -250,6 +250,10 @@ class KGIN(KnowledgeRecommender):
         self.fused_normalize = bool_option(config, "fused_normalize")
         self.fused_propagation = bool_option(config, "fused_propagation")
         self.fused_loss = bool_option(config, "fused_loss")
+        self.static_graph = bool_option(config, "static_graph", default=False)
+        if self.static_graph and not (self.fused_propagation and self.sparse_backend == "cached"):
+            raise ValueError("config key 'static_graph' = True: needs fused_propagation: True and "
+                             "sparse_backend: cached")
         self.relation_messages = config["relation_messages"] or "gather"
         if self.relation_messages not in RELATION_MESSAGES:
             raise ValueError(f"config key 'relation_messages' = {self.relation_messages!r}: "
@@ -477,6 +481,58 @@ class KGIN(KnowledgeRecommender):
             return kg_all, kg_items, inter.select(inter_values, inter_keep)
         return kg_all, kg_items, inter.row_subset(users, inter_values, inter_keep)
 
+    def _static_graph(self, training):
+        """(kg pair of all pairs, kg pair of the item pairs, interaction pair of every user) for
+        ``static_graph``: node dropout sets the dropped entries' values to 0 on the full cached
+        patterns instead of removing them, so the sparsity pattern is the same at every step. The
+        random draws, degrees and kept values are those of :meth:`_cached_graph`, and a dropped
+        entry adds 0 to its product."""
+        pat = self._cached_patterns()
+        if "kg_items" not in pat:  # the edges of the item pairs are a prefix of the edges
+            n_edges = int(pat["kg"]._row_pointers()[0][self.n_item_pairs])
+            pat["kg_items"] = CachedPattern(self.kg_pair[:n_edges], self.kg_tail[:n_edges],
+                                            self.n_item_pairs, self.n_entities, checked=True)
+        device, dtype = self.kg_head.device, self.entity_embedding.dtype
+        if training and self.node_dropout_rate > 0.0:
+            # the same random draws, in the same order, as _cached_graph
+            chosen = torch.zeros(self.n_kg_edges, dtype=torch.bool, device=device)
+            chosen[torch.randperm(self.n_kg_edges, device=device)[: pat["n_keep"]]] = True
+            inter_keep = torch.rand(self.inter_values.shape, device=device) < self._kept_fraction()
+            inter_values = pat["inter_scaled"] * inter_keep
+            deg = torch.zeros(self.n_entities, dtype=dtype, device=device).index_add_(
+                0, self.kg_head, chosen.to(dtype))
+            kg_values = deg.clamp_(min=1.0).reciprocal_()[self.kg_head].mul_(chosen)
+        else:
+            inter_values = self.inter_values
+            deg = torch.bincount(self.kg_head, minlength=self.n_entities).to(dtype)
+            kg_values = deg.clamp(min=1.0).reciprocal()[self.kg_head]
+        n_item_edges = pat["kg_items"].nnz
+        return (pat["kg"].select(kg_values), pat["kg_items"].select(kg_values[:n_item_edges]),
+                pat["inter"].select(inter_values))
+
+    def _static_forward(self, training):
+        """``static_graph``: (every user's, every item's) final representations in training, by
+        ``fused_propagation`` over the full graph with the dropped entries at 0 (see
+        :meth:`_static_graph`); the same rows as :meth:`forward` with ``items_only``."""
+        from recbole_kgin.model.buffers import BufferPool
+        from recbole_kgin.model.kgin_propagation import HopGraph, Propagation, propagate
+
+        kg_all, kg_items, inter = self._static_graph(training)
+        pat = self._patterns
+        if getattr(self, "_buffer_pool", None) is None:
+            self._buffer_pool = BufferPool()
+        n_ip = self.n_item_pairs
+        full = HopGraph(kg_all, self.pair_rel, self.pair_head, pat["head_sum"], pat["rel_sum"],
+                        self.n_entities)
+        last = HopGraph(kg_items, self.pair_rel[:n_ip], self.pair_head[:n_ip],
+                        pat["item_head_sum"], pat["item_rel_sum"], self.n_items)
+        hops = [full] * (self.context_hops - 1) + [last]
+        rate = self.mess_dropout_rate if training else 0.0
+        prop = Propagation(hops, inter, self.n_items, None, None, self.n_users, rate,
+                           DropoutMasks(), self._buffer_pool)
+        return propagate(self.user_embedding, self.entity_embedding, self.relation_embedding,
+                         self.intent_embeddings(), self.intent_keys, prop)
+
     # ------------------------------------------------------------------ model
     def intent_embeddings(self):
         """[F, d]: every intent is a softmax-weighted combination of KG relation embeddings."""
@@ -627,7 +683,14 @@ class KGIN(KnowledgeRecommender):
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
 
-        if self.sparse_backend == "cached" and self.user_propagation == "batch":
+        if self.static_graph and torch.is_grad_enabled():
+            user_all, item_all = self._static_forward(self.training)
+            if self._fused_losses():
+                return kgin_loss.bpr_l2_loss(user_all, item_all, user,
+                                             torch.cat([pos_item, neg_item]), self.reg_weight,
+                                             self.independence_loss(), self.sim_regularity)
+            u_e, pos_e, neg_e = user_all[user], item_all[pos_item], item_all[neg_item]
+        elif self.sparse_backend == "cached" and self.user_propagation == "batch":
             batch_users, position = torch.unique(user, sorted=True, return_inverse=True)
             batch_items, item_position = torch.unique(torch.cat([pos_item, neg_item]), sorted=True,
                                                       return_inverse=True)

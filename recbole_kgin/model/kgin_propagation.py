@@ -49,6 +49,8 @@ class Propagation:
     """Everything the function needs besides the differentiable tensors."""
 
     def __init__(self, hops, inter, n_items, item_ids, users, n_users, dropout, masks, pool):
+        """``item_ids`` / ``users``: the batch's item and user rows (None: every item / user; the
+        last hop then covers every item and the user input is the whole user table)."""
         self.hops, self.inter, self.n_items = hops, inter, n_items
         self.item_ids, self.users, self.n_users = item_ids, users, n_users
         self.dropout, self.masks, self.pool = dropout, masks, pool  # masks: a DropoutMasks
@@ -98,9 +100,14 @@ class _Propagate(torch.autograd.Function):
         user_res = user_base.clone()
         for s in saved:
             user_res.add_(s["H"][s["n_e"]:])
-        entity_res = entity_base.index_select(0, prop.item_ids)
-        for s in saved[:-1]:
-            entity_res.add_(s["H"][: s["n_e"]].index_select(0, prop.item_ids))
+        if prop.item_ids is None:  # every item
+            entity_res = entity_base[: prop.n_items].clone()
+            for s in saved[:-1]:
+                entity_res.add_(s["H"][: prop.n_items])
+        else:
+            entity_res = entity_base.index_select(0, prop.item_ids)
+            for s in saved[:-1]:
+                entity_res.add_(s["H"][: s["n_e"]].index_select(0, prop.item_ids))
         entity_res.add_(saved[-1]["H"][: saved[-1]["n_e"]])
         ctx.saved, ctx.prop, ctx.lease = saved, prop, lease
         ctx.save_for_backward(relation, intents, keys)
@@ -159,7 +166,10 @@ class _Propagate(torch.autograd.Function):
                 ctx.lease.give_back(done)
             gE_in[: prop.n_items].addmm_(prop.inter.transpose, g_a)
             # the input of hop h: E'_{h-1} (or the base embedding), used by the residual sum too
-            gE_in.index_add_(0, prop.item_ids, grad_entity_res)
+            if prop.item_ids is None:
+                gE_in[: prop.n_items].add_(grad_entity_res)
+            else:
+                gE_in.index_add_(0, prop.item_ids, grad_entity_res)
             gU_in.add_(grad_user_res)
             if h > 0:
                 gH = G
