@@ -204,6 +204,7 @@ VALUE_RULES = {
     "fused_propagation": (_bool, "True or False"),
     "fused_loss": (_bool, "True or False"),
     "static_graph": (_bool, "True or False"),
+    "cuda_graph": (_bool, "True or False"),
     "neg_sampling_device": (_bool, "True or False"),
 }
 

@@ -299,28 +299,86 @@ def device_negatives(train_data, model, device):
     return add
 
 
+def cuda_graph_problem(config, device):
+    """Why ``cuda_graph: True`` cannot run with ``config`` on ``device`` (None when it can)."""
+    if torch.device(device).type != "cuda":
+        return f"needs a CUDA device (training runs on {torch.device(device).type})"
+    if not config["static_graph"]:
+        return "needs static_graph: True (the same shapes at every step)"
+    if str(config["learner"]).lower() != "adam":
+        return f"needs learner: adam (got {config['learner']!r})"
+    if config["clip_grad_norm"] or config["enable_amp"] or config["enable_scaler"]:
+        return "cannot be combined with clip_grad_norm, enable_amp or enable_scaler"
+    return None
+
+
 class KGINTrainer(Trainer):
     """KGIN learns from user-item pairs only: the knowledge graph enters through propagation, so the
     loader runs in RS mode and no KG triplet batches are sampled (RecBole's default KG trainer would
-    sample and discard one per step). Its Adam runs as ``adam_impl`` says (:func:`adam_options`)."""
+    sample and discard one per step). Its Adam runs as ``adam_impl`` says (:func:`adam_options`).
+    With ``cuda_graph`` each step is a replay of a recorded CUDA graph
+    (:mod:`recbole_kgin.graphed_step`)."""
+
+    def __init__(self, config, model):
+        if config["cuda_graph"]:
+            problem = cuda_graph_problem(config, config["device"])
+            if problem:
+                raise ValueError(f"config key 'cuda_graph' = True: {problem}")
+        super().__init__(config, model)
+        self._graphed = None
 
     def _build_optimizer(self, **kwargs):
         learner = kwargs.get("learner", self.learner)
         if str(learner).lower() != "adam":
             return super()._build_optimizer(**kwargs)
         params = kwargs.get("params", self.model.parameters())
+        options = adam_options(self.config["adam_impl"] or "auto")
+        if self.config["cuda_graph"]:
+            options["capturable"] = True  # its step counter lives on the GPU: recordable
         return torch.optim.Adam(
             params, lr=kwargs.get("learning_rate", self.learning_rate),
-            weight_decay=kwargs.get("weight_decay", self.weight_decay),
-            **adam_options(self.config["adam_impl"] or "auto"))
+            weight_decay=kwargs.get("weight_decay", self.weight_decay), **options)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         train_data.set_mode(KGDataLoaderState.RS)
+        if self.config["cuda_graph"] and loss_func is None:
+            return self._graphed_epoch(train_data, epoch_idx, show_progress)
         if self.config["neg_sampling_device"]:
             loss_func = self._device_negatives_loss(train_data, loss_func)
         return super()._train_epoch(
             train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress
         )
+
+    def _graphed_epoch(self, train_data, epoch_idx, show_progress=False, capture=None):
+        """RecBole's epoch (batches to the device, summed loss, the NaN check of every step) with
+        every step run by a :class:`~recbole_kgin.graphed_step.GraphedStep`."""
+        from tqdm import tqdm
+
+        from recbole_kgin.graphed_step import GraphedStep, cuda_capture
+
+        model = self.model
+        if self._graphed is None:
+            self._graphed = GraphedStep(model, self.optimizer,
+                                        (model.USER_ID, model.ITEM_ID, model.NEG_ITEM_ID),
+                                        capture=capture or cuda_capture)
+        add = None
+        if self.config["neg_sampling_device"]:
+            if getattr(self, "_add_negatives", None) is None:
+                self._add_negatives = device_negatives(train_data, model, self.device)
+            add = self._add_negatives
+        model.train()
+        batches = tqdm(train_data, total=len(train_data), ncols=100,
+                       desc=set_color(f"Train {epoch_idx:>5}", "pink")) if show_progress \
+            else train_data
+        total = None
+        for interaction in batches:
+            interaction = interaction.to(self.device)
+            if add is not None:
+                interaction = add(interaction)
+            loss = self._graphed(interaction)
+            total = loss.item() if total is None else total + loss.item()
+            self._check_nan(loss)
+        return total
 
     def _device_negatives_loss(self, train_data, loss_func):
         """``neg_sampling_device``: RecBole's loader stops drawing negatives, and every batch gets
