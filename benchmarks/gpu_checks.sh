@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU checks and figures in one run (about 6 minutes on one H100/H200):
 #   1. the fast-path equality tests and the device tests on CUDA (tests/test_kgin_fast_paths.py,
-#      tests/test_devices.py; their CUDA cases run when torch sees a GPU);
+#      tests/test_devices.py, tests/test_kgin_loss.py, tests/test_graphed_step.py: the recorded
+#      CUDA-graph step against eager steps; their CUDA cases run when torch sees a GPU);
 #   2. the training step at Last-FM scale, ours against RecBole's KGIN, each model alone in its
 #      own process, two rounds (benchmarks/kgin_step.py --scale lastfm --device cuda), then ours
-#      with the device-side options (neg_sampling_device, adam_impl fused);
+#      with the device-side options (neg_sampling_device, adam_impl fused), with static_graph, and
+#      with static_graph replayed as a CUDA graph (cuda_graph);
 #   3. one training epoch, full-ranking evaluation and a profile of our KGIN on lastfm-kg-resplit
 #      (built by scripts/build_shared_datasets.sh);
 #   4. KGCN's full-ranking evaluation, RecBole's method against ours, on the CPU-table subsets
@@ -33,7 +35,8 @@ want() { [[ " $steps " == *" $1 "* ]]; }
 
 if want 1; then
 echo "== 1. equality and device tests on CUDA"
-timeout 150 "$py" -m pytest tests/test_kgin_fast_paths.py tests/test_devices.py tests/test_full_sort_paths.py \
+timeout 180 "$py" -m pytest tests/test_kgin_fast_paths.py tests/test_devices.py tests/test_full_sort_paths.py \
+    tests/test_kgin_loss.py tests/test_graphed_step.py \
     -q -rs -k "cuda or gpu" 2>&1 | tee "$out/tests_cuda.log" | tail -25
 fi
 
@@ -43,9 +46,11 @@ timeout 260 "$py" benchmarks/kgin_step.py --scale lastfm --device cuda --steps 4
     --rounds 2 --data-dir /tmp/lastfm-scale --json "$out/step_lastfm_cuda.json" 2>&1 \
     | grep -v Warning | tee "$out/step_lastfm_cuda.log" | tail -12
 # the step with the GPU-side options (off by default until they have passed here): negatives drawn
-# on the device, fused Adam
-timeout 120 "$py" benchmarks/kgin_step.py --scale lastfm --device cuda --steps 40 --warmup 5 \
-    --models KGIN@neg_sampling_device=True@adam_impl=fused --skip-eval --data-dir /tmp/lastfm-scale \
+# on the device, fused Adam; then also the static-shape step, and that step replayed as a CUDA graph
+dev=neg_sampling_device=True@adam_impl=fused
+timeout 180 "$py" benchmarks/kgin_step.py --scale lastfm --device cuda --steps 40 --warmup 5 \
+    --models "KGIN@$dev,KGIN@static_graph=True@$dev,KGIN@static_graph=True@cuda_graph=True@$dev" \
+    --skip-eval --data-dir /tmp/lastfm-scale \
     --json "$out/step_lastfm_cuda_device_options.json" 2>&1 \
     | grep -v Warning | tee "$out/step_lastfm_cuda_device_options.log" | tail -6
 fi
