@@ -21,15 +21,12 @@ import torch
 
 
 def cuda_capture(step, pool=None):
-    """``(graph, output)``: ``step()`` recorded on a side stream as a CUDA graph (nothing runs
-    until ``graph.replay()``, which writes the step's outputs into ``output``)."""
+    """``(graph, output)``: ``step()`` recorded as a CUDA graph (``torch.cuda.graph`` records on
+    its own side stream; nothing runs until ``graph.replay()``, which writes the step's outputs
+    into ``output``)."""
     graph = torch.cuda.CUDAGraph()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        with torch.cuda.graph(graph, pool=pool):
-            output = step()
-    torch.cuda.current_stream().wait_stream(side)
+    with torch.cuda.graph(graph, pool=pool):
+        output = step()
     return graph, output
 
 
