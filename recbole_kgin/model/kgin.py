@@ -51,6 +51,10 @@ Switchable choices (see ``properties/model/KGIN.yaml``):
   ``fused_loss``: BPR + L2 (with the gathers of each pair's rows) and the distance independence
   loss as autograd functions with written-out backwards (:mod:`recbole_kgin.model.kgin_loss`). All
   four compute the same loss and gradients as their plain forms (tested).
+* ``static_graph`` (off by default; training, with ``fused_propagation``): node dropout as zero
+  values on the full cached graph, every user propagated and the last hop over every item, so that
+  every step has the same sparse structure and shapes (:meth:`KGIN._static_graph`); the same loss
+  and gradients (tested). It is what ``cuda_graph`` (:mod:`recbole_kgin.graphed_step`) records.
 
 Message dropout draws its masks with :class:`DropoutMasks` (on CPU from NumPy's PCG64, one seed per
 step from torch's generator): the same distribution as ``nn.Dropout``, other random numbers.
