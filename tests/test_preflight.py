@@ -98,9 +98,34 @@ def test_reachable_address_passes():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
-        preflight.check_reachable(f"127.0.0.1:{server.getsockname()[1]}", timeout=2)
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        preflight.check_reachable(address, timeout=2, bootstrap=lambda a: a)
+        preflight.check_reachable(address, timeout=2, bootstrap=lambda a: None)
     preflight.check_reachable("auto")
     preflight.check_reachable(None)
+
+
+def test_address_that_ray_rewrites_to_a_silent_one_fails_with_one_line():
+    """A head bound to 127.0.0.1 only: Ray's driver would connect to the machine's outward
+    address (here 127.0.0.2, where nothing listens) and hang; the preflight says so."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        with pytest.raises(preflight.UsageError) as error:
+            preflight.check_reachable(f"127.0.0.1:{port}", timeout=2,
+                                      bootstrap=lambda a: f"127.0.0.2:{port}")
+    message = str(error.value)
+    assert f"127.0.0.2:{port}" in message and "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0" in message
+    assert "\n" not in message
+
+
+def test_rays_rewrite_of_a_loopback_host_is_what_the_preflight_probes(monkeypatch):
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray._private.ray_constants as ray_constants
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+    assert preflight.ray_bootstrap_address("127.0.0.1:6390") == "127.0.0.1:6390"
 
 
 def test_unmet_resources():

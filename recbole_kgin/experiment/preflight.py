@@ -60,13 +60,42 @@ def parse_host_port(address):
     return host.strip("[]"), int(port)
 
 
-def check_reachable(address, timeout=None, connect=socket.create_connection):
+def ray_bootstrap_address(address):
+    """The ``HOST:PORT`` Ray's driver really connects to for ``address``: on Linux Ray replaces a
+    loopback host by this machine's outward address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
+    (None when Ray cannot say)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address(str(address))
+    except Exception:  # noqa: BLE001 - an older or newer Ray: nothing more to check
+        return None
+
+
+def check_reachable(address, timeout=None, connect=socket.create_connection,
+                    bootstrap=ray_bootstrap_address):
     """Fail in about ``timeout`` seconds with one line when nothing accepts connections at a
-    ``HOST:PORT`` address (Ray itself retries for minutes)."""
+    ``HOST:PORT`` address (Ray itself retries for minutes), or when the address Ray's driver
+    turns it into (``bootstrap``) does not answer although the given one does: a head bound to
+    127.0.0.1 only, reached through Ray's outward-address rewrite, which would hang."""
     target = parse_host_port(address)
     if target is None:
         return
     timeout = ADDRESS_TIMEOUT_S if timeout is None else timeout
+    _wait_for(address, target, timeout, connect)
+    rewritten = bootstrap(address)
+    if rewritten and parse_host_port(rewritten) != target:
+        try:  # the cluster answered a moment ago: a short probe is enough
+            _wait_for(rewritten, parse_host_port(rewritten), min(5.0, timeout), connect)
+        except UsageError:
+            raise UsageError(
+                f"--address {address}: a Ray cluster answers there, but Ray's driver would "
+                f"connect to {rewritten} (Ray's rewrite of a loopback host), where nothing "
+                "answers; start the head without a loopback --node-ip-address, or set "
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 for the head and for this command") from None
+
+
+def _wait_for(address, target, timeout, connect):
     deadline = time.monotonic() + timeout
     last = None
     while True:
