@@ -361,11 +361,7 @@ class KGINTrainer(Trainer):
             self._graphed = GraphedStep(model, self.optimizer,
                                         (model.USER_ID, model.ITEM_ID, model.NEG_ITEM_ID),
                                         capture=capture or cuda_capture)
-        add = None
-        if self.config["neg_sampling_device"]:
-            if getattr(self, "_add_negatives", None) is None:
-                self._add_negatives = device_negatives(train_data, model, self.device)
-            add = self._add_negatives
+        add = self._negatives_adder(train_data) if self.config["neg_sampling_device"] else None
         model.train()
         batches = tqdm(train_data, total=len(train_data), ncols=100,
                        desc=set_color(f"Train {epoch_idx:>5}", "pink")) if show_progress \
@@ -383,7 +379,11 @@ class KGINTrainer(Trainer):
     def _device_negatives_loss(self, train_data, loss_func):
         """``neg_sampling_device``: RecBole's loader stops drawing negatives, and every batch gets
         its negatives on the training device (:func:`device_negatives`)."""
+        add, loss_func = self._negatives_adder(train_data), loss_func or self.model.calculate_loss
+        return lambda interaction: loss_func(add(interaction))
+
+    def _negatives_adder(self, train_data):
+        """:func:`device_negatives` for ``train_data``, built once per trainer."""
         if getattr(self, "_add_negatives", None) is None:
             self._add_negatives = device_negatives(train_data, self.model, self.device)
-        add, loss_func = self._add_negatives, loss_func or self.model.calculate_loss
-        return lambda interaction: loss_func(add(interaction))
+        return self._add_negatives

@@ -455,6 +455,15 @@ class KGIN(KnowledgeRecommender):
             "rel_sum": group_sum(rel, self.n_kg_relations, dtype),
         }
 
+    def _node_dropout_draws(self):
+        """``(kept KG edges, kept interaction entries)`` as bool masks: the same random draws, in
+        the same order, as :meth:`_sample_graph` (every cached path draws them here)."""
+        pat, device = self._patterns, self.kg_head.device
+        chosen = torch.zeros(self.n_kg_edges, dtype=torch.bool, device=device)
+        chosen[torch.randperm(self.n_kg_edges, device=device)[: pat["n_keep"]]] = True
+        inter_keep = torch.rand(self.inter_values.shape, device=device) < self._kept_fraction()
+        return chosen, inter_keep
+
     def _cached_graph(self, training, items_only, users=None, item_ids=None):
         """(kg pair for all hops, kg pair of the item rows or None unless ``items_only``,
         interaction pair of every user or of the rows ``users``) for one propagation:
@@ -462,12 +471,8 @@ class KGIN(KnowledgeRecommender):
         (the random draws are those of every entry, whatever ``users`` is)."""
         pat = self._cached_patterns()
         kg, inter = pat["kg"], pat["inter"]
-        device = self.kg_head.device
         if training and self.node_dropout_rate > 0.0:
-            # the same random draws, in the same order, as _sample_graph
-            chosen = torch.zeros(self.n_kg_edges, dtype=torch.bool, device=device)
-            chosen[torch.randperm(self.n_kg_edges, device=device)[: pat["n_keep"]]] = True
-            inter_keep = torch.rand(self.inter_values.shape, device=device) < self._kept_fraction()
+            chosen, inter_keep = self._node_dropout_draws()
             inter_values = pat["inter_scaled"]
         else:
             chosen, inter_keep, inter_values = None, None, self.inter_values
@@ -498,10 +503,7 @@ class KGIN(KnowledgeRecommender):
                                             self.n_item_pairs, self.n_entities, checked=True)
         device, dtype = self.kg_head.device, self.entity_embedding.dtype
         if training and self.node_dropout_rate > 0.0:
-            # the same random draws, in the same order, as _cached_graph
-            chosen = torch.zeros(self.n_kg_edges, dtype=torch.bool, device=device)
-            chosen[torch.randperm(self.n_kg_edges, device=device)[: pat["n_keep"]]] = True
-            inter_keep = torch.rand(self.inter_values.shape, device=device) < self._kept_fraction()
+            chosen, inter_keep = self._node_dropout_draws()
             inter_values = pat["inter_scaled"] * inter_keep
             deg = torch.zeros(self.n_entities, dtype=dtype, device=device).index_add_(
                 0, self.kg_head, chosen.to(dtype))
@@ -518,24 +520,13 @@ class KGIN(KnowledgeRecommender):
         """``static_graph``: (every user's, every item's) final representations in training, by
         ``fused_propagation`` over the full graph with the dropped entries at 0 (see
         :meth:`_static_graph`); the same rows as :meth:`forward` with ``items_only``."""
-        from recbole_kgin.model.buffers import BufferPool
-        from recbole_kgin.model.kgin_propagation import HopGraph, Propagation, propagate
+        from recbole_kgin.model.kgin_propagation import HopGraph
 
         kg_all, kg_items, inter = self._static_graph(training)
-        pat = self._patterns
-        if getattr(self, "_buffer_pool", None) is None:
-            self._buffer_pool = BufferPool()
-        n_ip = self.n_item_pairs
-        full = HopGraph(kg_all, self.pair_rel, self.pair_head, pat["head_sum"], pat["rel_sum"],
-                        self.n_entities)
+        pat, n_ip = self._patterns, self.n_item_pairs
         last = HopGraph(kg_items, self.pair_rel[:n_ip], self.pair_head[:n_ip],
                         pat["item_head_sum"], pat["item_rel_sum"], self.n_items)
-        hops = [full] * (self.context_hops - 1) + [last]
-        rate = self.mess_dropout_rate if training else 0.0
-        prop = Propagation(hops, inter, self.n_items, None, None, self.n_users, rate,
-                           DropoutMasks(), self._buffer_pool)
-        return propagate(self.user_embedding, self.entity_embedding, self.relation_embedding,
-                         self.intent_embeddings(), self.intent_keys, prop)
+        return self._run_fused(training, kg_all, last, inter, self.intent_embeddings())
 
     # ------------------------------------------------------------------ model
     def intent_embeddings(self):
@@ -647,6 +638,17 @@ class KGIN(KnowledgeRecommender):
     def _fused_forward(self, training, kg_pair, subset, inter_pair, intents, users, item_ids):
         """:meth:`forward` for a batch (``users``, ``item_ids``) as one autograd function with
         reused work buffers (:mod:`recbole_kgin.model.kgin_propagation`); same result."""
+        from recbole_kgin.model.kgin_propagation import HopGraph
+
+        last = HopGraph(subset["kg"], subset["pair_rel"], subset["pair_head"],
+                        subset["head_sum"], subset["rel_sum"], item_ids.shape[0],
+                        noise_rows=item_ids)
+        return self._run_fused(training, kg_pair, last, inter_pair, intents, users, item_ids)
+
+    def _run_fused(self, training, kg_pair, last, inter_pair, intents, users=None, item_ids=None):
+        """``fused_propagation`` over ``context_hops`` hops: the full KG pair ``kg_pair`` in every
+        hop but the last, the HopGraph ``last`` in it; ``users`` / ``item_ids``: the batch's rows
+        (None: every user / item)."""
         from recbole_kgin.model.buffers import BufferPool
         from recbole_kgin.model.kgin_propagation import HopGraph, Propagation, propagate
 
@@ -655,15 +657,14 @@ class KGIN(KnowledgeRecommender):
             self._buffer_pool = BufferPool()
         full = HopGraph(kg_pair, self.pair_rel, self.pair_head, pat["head_sum"], pat["rel_sum"],
                         self.n_entities)
-        last = HopGraph(subset["kg"], subset["pair_rel"], subset["pair_head"],
-                        subset["head_sum"], subset["rel_sum"], item_ids.shape[0],
-                        noise_rows=item_ids)
         hops = [full] * (self.context_hops - 1) + [last]
         rate = self.mess_dropout_rate if training else 0.0
         prop = Propagation(hops, inter_pair, self.n_items, item_ids, users, self.n_users, rate,
                            DropoutMasks(), self._buffer_pool)
-        return propagate(self.user_embedding.index_select(0, users), self.entity_embedding,
-                         self.relation_embedding, intents, self.intent_keys, prop)
+        user_base = self.user_embedding if users is None else \
+            self.user_embedding.index_select(0, users)
+        return propagate(user_base, self.entity_embedding, self.relation_embedding, intents,
+                         self.intent_keys, prop)
 
     def _fused_losses(self):
         """``fused_loss`` applies (the ``torch`` backend stays the plain reference)."""
@@ -687,34 +688,26 @@ class KGIN(KnowledgeRecommender):
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
 
+        # every path gives (user rows, item rows, each pair's user row, its positive's and then its
+        # negative's item row)
         if self.static_graph and torch.is_grad_enabled():
-            user_all, item_all = self._static_forward(self.training)
-            if self._fused_losses():
-                return kgin_loss.bpr_l2_loss(user_all, item_all, user,
-                                             torch.cat([pos_item, neg_item]), self.reg_weight,
-                                             self.independence_loss(), self.sim_regularity)
-            u_e, pos_e, neg_e = user_all[user], item_all[pos_item], item_all[neg_item]
+            user_rows, item_rows = self._static_forward(self.training)
+            position, item_position = user, torch.cat([pos_item, neg_item])
         elif self.sparse_backend == "cached" and self.user_propagation == "batch":
             batch_users, position = torch.unique(user, sorted=True, return_inverse=True)
             batch_items, item_position = torch.unique(torch.cat([pos_item, neg_item]), sorted=True,
                                                       return_inverse=True)
             user_rows, item_rows = self.forward(users=batch_users, item_ids=batch_items)
-            if self._fused_losses():
-                return kgin_loss.bpr_l2_loss(user_rows, item_rows, position, item_position,
-                                             self.reg_weight, self.independence_loss(),
-                                             self.sim_regularity)
-            u_e = user_rows[position]
-            pos_e = item_rows[item_position[: pos_item.shape[0]]]
-            neg_e = item_rows[item_position[pos_item.shape[0]:]]
         else:
-            user_all, entity_all = self.forward(items_only=True)
-            if self._fused_losses():
-                return kgin_loss.bpr_l2_loss(user_all, entity_all, user,
-                                             torch.cat([pos_item, neg_item]), self.reg_weight,
-                                             self.independence_loss(), self.sim_regularity)
-            u_e = user_all[user]
-            pos_e = entity_all[pos_item]
-            neg_e = entity_all[neg_item]
+            user_rows, item_rows = self.forward(items_only=True)
+            position, item_position = user, torch.cat([pos_item, neg_item])
+        if self._fused_losses():
+            return kgin_loss.bpr_l2_loss(user_rows, item_rows, position, item_position,
+                                         self.reg_weight, self.independence_loss(),
+                                         self.sim_regularity)
+        u_e = user_rows[position]
+        pos_e = item_rows[item_position[: pos_item.shape[0]]]
+        neg_e = item_rows[item_position[pos_item.shape[0]:]]
         pos_scores = (u_e * pos_e).sum(dim=1)
         neg_scores = (u_e * neg_e).sum(dim=1)
         bpr = -F.logsigmoid(pos_scores - neg_scores).mean()
