@@ -158,12 +158,14 @@ class _KillWorker:
 
 def run_losing_the_worker(workspace, monkeypatch, run, models, trials, seeds, retries):
     """``compare`` on a fresh loopback cluster whose worker node is killed mid-trial; returns
-    ``(exit code, head node id)``."""
+    ``(exit code, head node id)``. A tiny epoch takes about 10 ms on a fast machine: with 40 epochs
+    a trial could report its last epoch before the kill had landed (then nothing was lost), so each
+    run trains 400 epochs without early stopping, seconds longer than the kill takes."""
     with loopback_cluster() as (cluster, worker):
         kill = _KillWorker(cluster, worker)
         kill.install(monkeypatch)
         code = cli.main(compare_argv(workspace, run, "--models", models, "--trials", trials,
-                                     "--seeds", seeds, "--epochs=40", "--patience", "40",
+                                     "--seeds", seeds, "--epochs=400", "--patience", "400",
                                      "--max-failures", retries, "--address", cluster.address))
         head_id = cluster.head_node.node_id
     assert kill.done, "no trial reported from the worker node"

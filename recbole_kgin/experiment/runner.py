@@ -271,8 +271,10 @@ def run_trial(params, *, setup, dataset_blob):
     node_id = ray.get_runtime_context().get_node_id()  # which Ray node ran it (trials.md, results)
 
     def report(values):
+        # started_at / reported_at: this trial's own wall clock (float s; Ray's "timestamp" is
+        # whole seconds), so that when trials ran at once can be read back from their reports
         ray_api.report({**values, "node_id": node_id, "started_at": started_at,
-                        "gpu_share": float(setup["gpus_per_trial"])})
+                        "reported_at": time.time(), "gpu_share": float(setup["gpus_per_trial"])})
 
     trial_dir = Path(ray_api.trial_dir()).resolve()
     gpu_ids = ray.get_gpu_ids() if setup["gpus_per_trial"] > 0 else []
