@@ -16,7 +16,9 @@ Every model gets the same epoch cap, patience, batch size, number of trials and 
 Output in ``<out>/<run>/``: ``table.md``, ``table.csv``, ``results.json``, ``curves.png``,
 ``bars.png``, ``per_user/<Model>.npz`` and ``models/<Model>/`` (the search and the seed runs).
 Re-running the command (or ``--resume``) continues: finished models, a complete search and finished
-seed runs are kept; a model finished or started with other settings is refused (``--force``
+seed runs are kept. A search whose Ray Tune state is gone (the run folder copied to another machine
+without ``models/<Model>/search/``) keeps the trials of its ledger, ``models/<Model>/search_trials.jsonl``
+(:mod:`recbole_kgin.experiment.ledger`), and runs only the configurations missing there. A model finished or started with other settings is refused (``--force``
 replaces it). One command at a time writes into a run folder: it holds ``<run>/.run.lock``
 (:mod:`recbole_kgin.experiment.run_lock`) and a second command on the same folder is refused with
 the holder's PID before it writes anything. Exit status: 0 when every model ran, 1 when one
@@ -208,6 +210,7 @@ def _effective_settings(name, settings):
 
 
 STARTED = "settings.json"  # models/<name>/settings.json: the settings a model was started with
+SEARCH_LEDGER = "search_trials.jsonl"  # models/<name>/: the search's ended trials (ledger.py)
 
 
 def recorded_settings(run_dir, name):
@@ -287,7 +290,8 @@ def select_configuration(name, config, args, budget, model_dir, blob, memory=Non
 
         shutil.rmtree(exp_dir)
     rows, complete = search.run_search(settings, exp_dir, blob, resume=resume,
-                                       label=f"  {name} search")
+                                       label=f"  {name} search",
+                                       ledger_path=model_dir / SEARCH_LEDGER)
     if not complete:
         raise KeyboardInterrupt
     best = search.best_row(rows)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from recbole_kgin.errors import UsageError
+from recbole_kgin.experiment import ledger
 from recbole_kgin.experiment.runner import METRIC, POINT_KEY, plain, run_trial, trial_params
 from recbole_kgin.tune_space import (
     check_search_compatible,
@@ -283,39 +284,63 @@ def _with_progress(callbacks, label, total, settings, unit):
     return callbacks
 
 
-def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, label=None):
+def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, label=None,
+               ledger_path=None):
     """Run (or, with ``resume``, continue) the search; returns ``(rows, complete)`` (see
     :func:`collect_trials`). With ``label``, progress lines on the console
-    (:mod:`recbole_kgin.experiment.progress`)."""
+    (:mod:`recbole_kgin.experiment.progress`). With ``ledger_path`` and distinct configurations
+    (:mod:`recbole_kgin.experiment.ledger`), every trial that ends is written there, and the
+    ledger's trials count as run: a search started afresh runs only the configurations it lacks."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    check_memory(settings)
-    trainable = _trainable(settings, dataset_blob, mode="search")
-    callbacks = _with_progress(callbacks, label, settings["expected_trials"], settings, "trials")
-    if resume:
-        # the restored experiment keeps the callbacks it was started with (progress included)
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False)
-    else:
-        if settings["scheduler"] == "asha":
-            scheduler = ASHAScheduler(time_attr="epochs_run", max_t=settings["max_t"],
-                                      grace_period=settings["grace_period"],
-                                      reduction_factor=settings["reduction_factor"])
+    points = settings.get("distinct_points") or []
+    keys = list(settings["space"])
+    point_keys = [ledger.point_key({k: plain(p.get(k)) for k in keys}) for p in points]
+    kept = {}
+    if ledger_path and points:
+        kept = {k: r for k, r in ledger.read(ledger_path, settings).items() if k in point_keys}
+    left = [p for p, k in zip(points, point_keys) if k not in kept]
+    if ledger_path and points:
+        callbacks = [*(callbacks or []), ledger.callback(
+            ledger_path, settings,
+            lambda trial: {k: plain(trial_params(trial.config).get(k)) for k in keys})]
+    new_rows = []
+    if resume or left or not points:
+        check_memory(settings)
+        trainable = _trainable(settings, dataset_blob, mode="search")
+        total = settings["expected_trials"] - (0 if resume else len(kept))
+        if kept and label:
+            label = f"{label} ({len(kept)} more kept in {Path(ledger_path).name})"
+        callbacks = _with_progress(callbacks, label, total, settings, "trials")
+        if resume:
+            # the restored experiment keeps the callbacks it was started with (progress included)
+            tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
+                                       resume_errored=False)
         else:
-            scheduler = FIFOScheduler()
-        search_alg = None
-        if settings["search"] in OPTIONAL_SEARCHERS:
-            search_alg = searcher_class(settings["search"])()
-        space = {k: tuple(v) for k, v in settings["space"].items()}
-        param_space = to_param_space(space, settings["search"])
-        num_samples = settings["num_samples"]
-        if settings.get("distinct_points"):  # one trial per drawn configuration
-            param_space, num_samples = {POINT_KEY: tune.grid_search(settings["distinct_points"])}, 1
-        tuner = _tuner(settings, exp_dir, trainable, param_space, scheduler, search_alg,
-                       num_samples, callbacks)
-    grid = tuner.fit()
-    return collect_trials(grid, settings, _ended_trials(exp_dir))
+            if settings["scheduler"] == "asha":
+                scheduler = ASHAScheduler(time_attr="epochs_run", max_t=settings["max_t"],
+                                          grace_period=settings["grace_period"],
+                                          reduction_factor=settings["reduction_factor"])
+            else:
+                scheduler = FIFOScheduler()
+            search_alg = None
+            if settings["search"] in OPTIONAL_SEARCHERS:
+                search_alg = searcher_class(settings["search"])()
+            space = {k: tuple(v) for k, v in settings["space"].items()}
+            param_space = to_param_space(space, settings["search"])
+            num_samples = settings["num_samples"]
+            if points:  # one trial per drawn configuration not yet in the ledger
+                param_space, num_samples = {POINT_KEY: tune.grid_search(left)}, 1
+            tuner = _tuner(settings, exp_dir, trainable, param_space, scheduler, search_alg,
+                           num_samples, callbacks)
+        grid = tuner.fit()
+        new_rows = trial_rows(grid, settings, _ended_trials(exp_dir))
+    if ledger_path and points:
+        for row in new_rows:  # trials of an experiment started without the ledger's callback
+            ledger.append(ledger_path, settings, row)
+    ran = {ledger.point_key(r["params"]) for r in new_rows}
+    return rank_rows(new_rows + [r for k, r in kept.items() if k not in ran], settings)
 
 
 def can_restore(exp_dir):
@@ -437,6 +462,11 @@ def collect_trials(grid, settings, ended):
     """One row per trial, sorted by best validation score (errors last); and whether every
     expected trial has ended (False after an interruption). ``ended``: ids of the trials that
     ended (see :func:`_end_log_callback`)."""
+    return rank_rows(trial_rows(grid, settings, ended), settings)
+
+
+def trial_rows(grid, settings, ended):
+    """One row per trial of the Ray Tune result ``grid``, in Ray's order."""
     bigger = settings["mode"] == "max"
     keys = list(settings["space"])
     trials = list(getattr(grid, "_experiment_analysis").trials)
@@ -480,6 +510,13 @@ def collect_trials(grid, settings, ended):
             "seconds": float(last["time_total_s"]) if last.get("time_total_s") is not None
             else None,
         })
+    return rows
+
+
+def rank_rows(rows, settings):
+    """``rows`` sorted by best validation score (errors last), ranked; and whether every expected
+    trial has ended."""
+    bigger = settings["mode"] == "max"
 
     def order(row):  # best score first; on a tie, a trial that ran its budget, then by id
         if row["best_valid"] is None or row["status"] == "error":

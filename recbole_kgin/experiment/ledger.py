@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+"""The ledger of a search: one JSON line per trial that ended, kept beside Ray Tune's experiment
+folder (``compare`` writes ``models/<Model>/search_trials.jsonl``).
+
+Ray Tune's own state continues a search on the machine that ran it (``Tuner.restore``). The ledger
+continues it anywhere else: a run folder copied to another machine without ``search/`` (or whose
+Ray state is lost) keeps the trials that ended, and only the configurations not in the ledger run
+again. It holds a search that draws distinct configurations (``compare``'s random search); each
+line names the configuration, the settings it ran under (:func:`settings_key`) and the trial's
+row as :func:`recbole_kgin.experiment.search.collect_trials` builds it.
+
+A trial is written when it ends (a Ray Tune callback, so a killed driver loses only the trials
+still running) and again from the collected rows after the search (the same row; lines are
+deduplicated by trial id). Trials that failed for good are not written: on another machine they
+run again. Trials do not checkpoint mid-run, so a trial that was running when the search stopped
+starts from its first epoch either way.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+# what a trial's result depends on besides its configuration; machine-specific paths excluded
+_KEY_FIELDS = ("model", "dataset", "space", "valid_metric", "mode", "max_t", "scheduler",
+               "grace_period", "reduction_factor")
+_MACHINE_KEYS = ("data_path", "checkpoint_dir")
+
+
+def settings_key(settings):
+    """A short digest of the settings a trial's result depends on (not where the data lie)."""
+    layer = {k: v for k, v in (settings.get("user_layer") or {}).items() if k not in _MACHINE_KEYS}
+    blob = json.dumps({**{k: settings.get(k) for k in _KEY_FIELDS}, "user_layer": layer},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def point_key(params):
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def row_from_result(trial_id, params, last, bigger):
+    """A trial's row from its last Ray result (the runner reports its running best with every
+    validation, so the last result is enough): the fields of ``collect_trials``' rows."""
+    if last is None or last.get("best_valid_score") is None:
+        return None
+    finished = bool(last.get("finished"))
+    return {
+        "trial_id": trial_id, "params": params,
+        "best_valid": float(last["best_valid_score"]),
+        "best_epoch": int(last["best_epoch"]) + 1,  # counted from 1, like collect_trials
+        "epochs_run": int(last["epochs_run"]),
+        "status": "finished" if finished else "stopped", "error": "", "path": "",
+        "node_id": str(last.get("node_id") or ""), "failures": 0,
+        "seconds": float(last["time_total_s"]) if last.get("time_total_s") is not None else None,
+    }
+
+
+def read(path, settings):
+    """``{configuration key: row}`` of the ledger's trials run under ``settings`` (other lines,
+    e.g. from an earlier space, are ignored). A missing file is an empty ledger; a line that is
+    not JSON (a write cut short) is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    key = settings_key(settings)
+    rows = {}
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("settings_key") == key and entry.get("row"):
+            row = entry["row"]
+            rows[point_key(row["params"])] = row
+    return rows
+
+
+def append(path, settings, row):
+    """One line for ``row`` (a trial that ended) unless its trial id is in the ledger already."""
+    path = Path(path)
+    if row is None or row.get("status") not in ("finished", "stopped") \
+            or row.get("best_valid") is None:
+        return
+    if path.is_file() and any(r["trial_id"] == row["trial_id"]
+                              for r in read(path, settings).values()):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"settings_key": settings_key(settings), "row": row}, default=str)
+    with open(path, "a") as f:  # one short write per line: a cut leaves at most one bad line
+        f.write(line + "\n")
+        f.flush()
+
+
+def callback(path, settings, params_of):
+    """A Ray Tune callback that appends every trial that completes (or that a scheduler stops) to
+    the ledger at ``path``. ``params_of(trial)``: the trial's parameters over the space's keys."""
+    from ray.tune import Callback
+
+    bigger = settings["mode"] == "max"
+
+    class TrialLedger(Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            try:
+                append(path, settings, row_from_result(trial.trial_id, params_of(trial),
+                                                       trial.last_result, bigger))
+            except OSError:  # the ledger is a copy of what Ray keeps; never fail the search
+                pass
+
+    return TrialLedger()
