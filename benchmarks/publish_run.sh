@@ -1,0 +1,16 @@
+#!/bin/bash
+# benchmarks/publish_run.sh RUN_DIR NAME: copy a compare run folder to docs/benchmark/NAME without the lock, the
+# dataset caches and Ray Tune's state. Finished models lose their seed-run files (their rows keep
+# the per-user tables); a model still running keeps its settings, search ledger and finished seed
+# runs, so that `compare --resume` on a copy continues it.
+set -euo pipefail
+src=$1; dst=$(cd "$(dirname "$0")/.." && pwd)/docs/benchmark/$2
+rm -rf "$dst.tmp"; mkdir -p "$dst.tmp"
+tar -C "$src" --exclude=.run.lock --exclude='./models/*/dataset' --exclude='./models/*/search' \
+    --exclude='./models/*/final/ray' -cf - . | tar -C "$dst.tmp" -xf -
+for d in "$dst.tmp"/models/*/; do
+    n=$(basename "$d")
+    if [ -f "$dst.tmp/models/$n.json" ]; then rm -rf "$d/final"; fi
+done
+rm -rf "$dst"; mv "$dst.tmp" "$dst"
+du -sh "$dst"
