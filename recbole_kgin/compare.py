@@ -315,6 +315,23 @@ def select_configuration(name, config, args, budget, model_dir, blob, memory=Non
     return summary["params"], summary["trials"], summary
 
 
+def progress_note(model_dir, seeds, config):
+    """``"; so far: ..."`` for a model not finished: the search trials in its ledger, with the best
+    validation score, and the seed runs done; empty when nothing of it ended yet."""
+    from recbole_kgin.experiment import ledger
+
+    bigger = bool(config["valid_metric_bigger"])
+    ended, best = ledger.progress(model_dir / SEARCH_LEDGER, bigger)
+    done = sum((model_dir / "final" / f"seed-{s}.json").is_file() for s in seeds)
+    parts = []
+    if ended:
+        parts.append(f"{ended} search trial{'s' * (ended != 1)} ended, best validation "
+                     f"{config['valid_metric']} {best:.4f}")
+    if done:
+        parts.append(f"{done} of {len(seeds)} seed runs done")
+    return f"; so far: {', '.join(parts)}" if parts else ""
+
+
 def summarise_seeds(name, seed_records, budget, bigger):
     """The model's row from its finished seed runs (means, stds, epochs, convergence)."""
     columns = report.metric_columns()
@@ -621,7 +638,8 @@ def _run(args, argv, budget, configs, protocols, settings, run_dir):
         why = ("interrupted before it finished" if interrupted else
                "not finished (still to run, or the command was killed)")
         return [rows.get(n) or {"model": n, "status": "not run",
-                                "error": f"{why}; re-run the command to continue",
+                                "error": f"{why}{progress_note(run_dir / 'models' / n, seeds, first)}"
+                                         "; re-run the command to continue",
                                 **({"base_model": v[0], "kg_variant": v[1]} if v else {})}
                 for n, v in jobs]
 

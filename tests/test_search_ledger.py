@@ -143,3 +143,19 @@ def test_copied_run_without_ray_state_runs_only_the_trials_missing_from_the_ledg
         _trial_dirs(second / "models" / "BPR") == []
     assert json.loads((second / "models" / "BPR" / "search.json").read_text())["params"] == \
         search["params"]
+
+
+def test_progress_note_names_the_ended_trials_their_best_score_and_the_seed_runs(tmp_path):
+    model_dir = tmp_path / "KGIN"
+    config = {"valid_metric": "recall@20", "valid_metric_bigger": True}
+    assert compare.progress_note(model_dir, [1, 2, 3], config) == ""
+    ledger.append(model_dir / compare.SEARCH_LEDGER, SETTINGS, _row("t0", 0.1, 0.41))
+    ledger.append(model_dir / compare.SEARCH_LEDGER, SETTINGS, _row("t1", 0.2, 0.5388))
+    ledger.append(model_dir / compare.SEARCH_LEDGER, SETTINGS, _row("t1", 0.2, 0.5388))
+    assert compare.progress_note(model_dir, [1, 2, 3], config) == \
+        "; so far: 2 search trials ended, best validation recall@20 0.5388"
+    (model_dir / "final").mkdir()
+    (model_dir / "final" / "seed-2.json").write_text("{}")
+    assert compare.progress_note(model_dir, [1, 2, 3], config).endswith(
+        "best validation recall@20 0.5388, 1 of 3 seed runs done")
+    assert ledger.progress(model_dir / compare.SEARCH_LEDGER, bigger=False) == (2, 0.41)

@@ -75,6 +75,26 @@ def read(path, settings):
     return rows
 
 
+def progress(path, bigger=True):
+    """``(trials ended, best validation score or None)`` over every line of the ledger at
+    ``path``, whatever settings they ran under (for a progress note: ``compare`` keeps one setting
+    per model folder)."""
+    path = Path(path)
+    if not path.is_file():
+        return 0, None
+    ids, best = set(), None
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)["row"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+        ids.add(row["trial_id"])
+        score = row.get("best_valid")
+        if score is not None and (best is None or (score > best if bigger else score < best)):
+            best = score
+    return len(ids), best
+
+
 def append(path, settings, row):
     """One line for ``row`` (a trial that ended) unless its trial id is in the ledger already."""
     path = Path(path)
