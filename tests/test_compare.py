@@ -206,6 +206,70 @@ def test_published_copy_without_seed_files_continues_with_the_same_tables(first_
     assert first == again
 
 
+def _trial_dirs(model_dir):
+    return sorted(p.name for p in (model_dir / "search").glob("run_trial_*"))
+
+
+def _strip_to_ledger(run_dir, name):
+    """What a copy on another machine holds of an unfinished model: settings and search ledger."""
+    import shutil
+
+    for sub in ("search", "final"):
+        shutil.rmtree(run_dir / "models" / name / sub, ignore_errors=True)
+    (run_dir / "models" / name / "search.json").unlink()
+    (run_dir / "models" / f"{name}.json").unlink()
+
+
+def test_copied_run_without_ray_state_runs_only_the_trials_missing_from_the_ledger(
+        ray_local, workspace):
+    import shutil
+
+    argv = lambda run: _argv(workspace, ["BPR"], run, "--trials", "3", "--seeds", "1")  # noqa: E731
+    out = workspace[0] / "out"
+    assert compare.main(argv("ledger")) == 0
+    model_dir = out / "ledger" / "models" / "BPR"
+    search = json.loads((model_dir / "search.json").read_text())
+    lines = [json.loads(x) for x in (model_dir / compare.SEARCH_LEDGER).read_text().splitlines()]
+    # one line per trial, the same trial and score as the search's own record
+    logged = {t["trial_id"]: t for t in search["trial_log"]}
+    assert sorted(e["row"]["trial_id"] for e in lines) == sorted(logged)
+    for entry in lines:
+        row = entry["row"]
+        assert row["best_valid"] == pytest.approx(logged[row["trial_id"]]["best_valid"])
+        assert row["epochs_run"] == logged[row["trial_id"]]["epochs_run"]
+
+    # the folder on another machine: no Ray state, no seed runs, no row; one trial lost
+    copy = out / "ledger-copy"
+    shutil.copytree(out / "ledger", copy, ignore=shutil.ignore_patterns(".run.lock"))
+    _strip_to_ledger(copy, "BPR")
+    ledger_file = copy / "models" / "BPR" / compare.SEARCH_LEDGER
+    kept = ledger_file.read_text().splitlines()
+    dropped = json.loads(kept.pop())["row"]
+    ledger_file.write_text("\n".join(kept) + "\n")
+    assert compare.main([*argv("ledger-copy"), "--resume"]) == 0
+    again = json.loads((copy / "models" / "BPR" / "search.json").read_text())
+    assert len(_trial_dirs(copy / "models" / "BPR")) == 1  # only the dropped configuration ran
+    assert again["trials"] == 3 and again["distinct_configurations"] == 3
+    kept_ids = {json.loads(x)["row"]["trial_id"] for x in kept}
+    assert kept_ids < {t["trial_id"] for t in again["trial_log"]}
+    rerun = [t for t in again["trial_log"] if t["trial_id"] not in kept_ids]
+    assert len(rerun) == 1
+    # the same configuration on the same split and seed scores the same
+    assert rerun[0]["best_valid"] == pytest.approx(logged[dropped["trial_id"]]["best_valid"])
+    assert again["params"] == search["params"]
+    assert again["search_best_valid"] == pytest.approx(search["search_best_valid"])
+    assert len(ledger_file.read_text().splitlines()) == 3
+
+    # everything in the ledger: a second copy runs no trial at all
+    second = out / "ledger-second"
+    shutil.copytree(copy, second, ignore=shutil.ignore_patterns(".run.lock"))
+    _strip_to_ledger(second, "BPR")
+    assert compare.main([*argv("ledger-second"), "--resume"]) == 0
+    assert _trial_dirs(second / "models" / "BPR") == []
+    assert json.loads((second / "models" / "BPR" / "search.json").read_text())["params"] == \
+        search["params"]
+
+
 def test_failing_model_gets_a_failed_row_and_the_others_finish(ray_local, workspace):
     # a negative TransR size breaks CKE alone (the other model has no such key)
     code = compare.main(_argv(workspace, ["BPR", "CKE"], "fail", "--kg_embedding_size=-1"))

@@ -1,15 +1,10 @@
-"""The search ledger (``models/<Model>/search_trials.jsonl``): a compare run folder copied to another
-machine without Ray Tune's state keeps the trials that ended, and runs only the missing ones."""
-
-import json
-import shutil
+"""The search ledger (``models/<Model>/search_trials.jsonl``) and the progress note of a model not
+finished yet; ``tests/test_compare.py`` runs a copied run folder that continues from the ledger."""
 
 import pytest
-import yaml
 
 from recbole_kgin import compare
 from recbole_kgin.experiment import ledger
-from synthetic import tiny_config, write_kg_dataset
 
 SETTINGS = {"model": "BPR", "dataset": "tiny", "space": {"learning_rate": ["choice", [0.1, 0.2]]},
             "valid_metric": "recall@20", "mode": "max", "max_t": 5, "scheduler": "fifo",
@@ -54,95 +49,6 @@ def test_row_from_the_last_result_counts_epochs_from_one():
         (0.3, 5, 9, "finished")
     assert ledger.row_from_result("t", {}, {**last, "finished": False}, True)["status"] == "stopped"
     assert ledger.row_from_result("t", {}, None, True) is None
-
-
-ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ledger")
-    data = root / "data"
-    write_kg_dataset(data)
-    config = tiny_config(data)
-    for key in ("epochs", "eval_step", "train_batch_size"):
-        config.pop(key)
-    config_file = root / "tiny.yaml"
-    config_file.write_text(yaml.safe_dump(config))
-    return root, config_file
-
-
-def _argv(workspace, run, out):
-    _, config_file = workspace
-    return ["--dataset", "tiny", "--models", "BPR", "--out", str(out), "--run", run,
-            "--config_files", str(config_file), "--epochs=3", "--trials", "3", "--seeds", "1"]
-
-
-def _trial_dirs(model_dir):
-    return sorted(p.name for p in (model_dir / "search").glob("run_trial_*"))
-
-
-def test_copied_run_without_ray_state_runs_only_the_trials_missing_from_the_ledger(
-        ray_local, workspace):
-    root, _ = workspace
-    first = root / "first"
-    assert compare.main(_argv(workspace, "r", first)) == 0
-    model_dir = first / "r" / "models" / "BPR"
-    search = json.loads((model_dir / "search.json").read_text())
-    lines = [json.loads(x) for x in (model_dir / compare.SEARCH_LEDGER).read_text().splitlines()]
-    # one line per trial, the same trial and score as the search's own record
-    logged = {t["trial_id"]: t for t in search["trial_log"]}
-    assert sorted(e["row"]["trial_id"] for e in lines) == sorted(logged)
-    for entry in lines:
-        row = entry["row"]
-        assert row["best_valid"] == pytest.approx(logged[row["trial_id"]]["best_valid"])
-        assert row["epochs_run"] == logged[row["trial_id"]]["epochs_run"]
-
-    # the folder on another machine: no Ray state, no seed runs, no row; one trial lost
-    copy = root / "copy" / "r"
-    shutil.copytree(first / "r", copy, ignore=shutil.ignore_patterns(".run.lock"))
-    for name in ("search", "final"):
-        shutil.rmtree(copy / "models" / "BPR" / name)
-    (copy / "models" / "BPR" / "search.json").unlink()
-    (copy / "models" / "BPR.json").unlink()
-    ledger_file = copy / "models" / "BPR" / compare.SEARCH_LEDGER
-    kept = ledger_file.read_text().splitlines()
-    dropped = json.loads(kept.pop())["row"]
-    ledger_file.write_text("\n".join(kept) + "\n")
-
-    assert compare.main([*_argv(workspace, "r", root / "copy"), "--resume"]) == 0
-    again = json.loads((copy / "models" / "BPR" / "search.json").read_text())
-    assert len(_trial_dirs(copy / "models" / "BPR")) == 1  # only the dropped configuration ran
-    assert again["trials"] == 3 and again["distinct_configurations"] == 3
-    kept_ids = {json.loads(x)["row"]["trial_id"] for x in kept}
-    assert kept_ids < {t["trial_id"] for t in again["trial_log"]}
-    rerun = [t for t in again["trial_log"] if t["trial_id"] not in kept_ids]
-    assert len(rerun) == 1
-    # the same configuration on the same split and seed scores the same
-    assert rerun[0]["best_valid"] == pytest.approx(logged[dropped["trial_id"]]["best_valid"])
-    assert again["params"] == search["params"]
-    assert again["search_best_valid"] == pytest.approx(search["search_best_valid"])
-    assert len(ledger_file.read_text().splitlines()) == 3
-
-    # everything in the ledger: a second copy runs no trial at all
-    second = root / "second" / "r"
-    shutil.copytree(copy, second, ignore=shutil.ignore_patterns(".run.lock"))
-    for name in ("search", "final"):
-        shutil.rmtree(second / "models" / "BPR" / name)
-    (second / "models" / "BPR" / "search.json").unlink()
-    (second / "models" / "BPR.json").unlink()
-    assert compare.main([*_argv(workspace, "r", root / "second"), "--resume"]) == 0
-    assert not (second / "models" / "BPR" / "search").exists() or \
-        _trial_dirs(second / "models" / "BPR") == []
-    assert json.loads((second / "models" / "BPR" / "search.json").read_text())["params"] == \
-        search["params"]
 
 
 def test_progress_note_names_the_ended_trials_their_best_score_and_the_seed_runs(tmp_path):

@@ -340,7 +340,11 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, la
         for row in new_rows:  # trials of an experiment started without the ledger's callback
             ledger.append(ledger_path, settings, row)
     ran = {ledger.point_key(r["params"]) for r in new_rows}
-    return rank_rows(new_rows + [r for k, r in kept.items() if k not in ran], settings)
+    rows = new_rows + [r for k, r in kept.items() if k not in ran]
+    draw = {k: i for i, k in enumerate(point_keys)}
+    for row in rows:  # ties are broken in the order the configurations were drawn, on any machine
+        row["draw"] = draw.get(ledger.point_key(row["params"]))
+    return rank_rows(rows, settings)
 
 
 def can_restore(exp_dir):
@@ -518,11 +522,14 @@ def rank_rows(rows, settings):
     trial has ended."""
     bigger = settings["mode"] == "max"
 
-    def order(row):  # best score first; on a tie, a trial that ran its budget, then by id
+    def order(row):  # best score first; on a tie, a trial that ran its budget, then the one drawn
+        # first (the draw order of distinct configurations; Ray's trial order otherwise)
+        draw = row.get("draw")
+        first = (draw is None, draw or 0, row["trial_id"])
         if row["best_valid"] is None or row["status"] == "error":
-            return (1, 0.0, True, row["trial_id"])
+            return (1, 0.0, True, *first)
         score = -row["best_valid"] if bigger else row["best_valid"]
-        return (0, score, row["status"] != "finished", row["trial_id"])
+        return (0, score, row["status"] != "finished", *first)
 
     rows.sort(key=order)
     for rank, row in enumerate(rows, 1):
