@@ -20,7 +20,10 @@ A search is the experiment layer run over one model (``compare`` runs the same l
    configuration — the same final run ``compare`` makes for every seed — tested once:
    ``best_test.json`` (its per-user test metrics in ``best_model/``).
 
-An interrupted search (Ctrl-C, SIGUSR1) continues with the same command plus ``--resume``.
+An interrupted search (Ctrl-C, SIGUSR1) continues with the same command plus ``--resume``. Every
+trial that ends is also written to ``<experiment>/search_trials.jsonl``: where Ray Tune's own state
+cannot be restored (a copy without it, another Ray version), ``--resume`` keeps those trials and
+runs only the configurations they lack (:mod:`recbole_kgin.experiment.ledger`).
 One command at a time writes into an experiment folder: it holds ``<experiment>/.run.lock``
 (:mod:`recbole_kgin.experiment.run_lock`); a second one is refused with the holder's PID before it
 writes anything.
@@ -39,6 +42,7 @@ from recbole_kgin.experiment.runner import build_dataset_blob
 from recbole_kgin.tune_space import read_space
 
 SETTINGS_FILE = "search.json"
+LEDGER_FILE = "search_trials.jsonl"  # every ended trial (experiment/ledger.py)
 TRIALS_CSV = "trials.csv"
 TRIALS_MD = "trials.md"
 BEST_YAML = "best.yaml"
@@ -155,9 +159,18 @@ def _search_locked(args, exp_dir, settings, callbacks, log):
     if resume:
         settings = _load_settings(exp_dir, args)  # again: a command may have ended meanwhile
         if not search.can_restore(exp_dir):
-            # stopped before Ray Tune saved anything (no trial result to lose): start it again
-            log(f"note: {exp_dir} holds no Ray Tune state yet (the search stopped before its "
-                "first save); starting the search again with its recorded settings")
+            # stopped before Ray Tune saved anything, or its state was not copied: start it again,
+            # keeping the trials of its ledger
+            from recbole_kgin.experiment import ledger
+
+            ended, _ = ledger.progress(exp_dir / LEDGER_FILE)
+            if ended:
+                log(f"note: {exp_dir} holds no Ray Tune state that can be restored; starting the "
+                    f"search again with its recorded settings, keeping the {ended} trial"
+                    f"{'s' * (ended != 1)} of {LEDGER_FILE}")
+            else:
+                log(f"note: {exp_dir} holds no Ray Tune state yet (the search stopped before its "
+                    "first save); starting the search again with its recorded settings")
             resume = False
     else:
         _check_new(exp_dir)
@@ -174,7 +187,8 @@ def _search_locked(args, exp_dir, settings, callbacks, log):
         if args.address:  # trials on other nodes write their results into the experiment folder
             search.check_shared_folder(exp_dir)
         rows, complete = search.run_search(settings, exp_dir, blob, resume=resume,
-                                           callbacks=callbacks, label=f"{settings['model']} search")
+                                           callbacks=callbacks, label=f"{settings['model']} search",
+                                           ledger_path=exp_dir / LEDGER_FILE)
         write_tables(rows, settings, exp_dir)
         summary = {"experiment": str(exp_dir), "rows": rows, "complete": complete,
                    "settings": settings, "best": None}

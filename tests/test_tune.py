@@ -312,6 +312,32 @@ def test_stale_search_without_ray_state_can_be_resumed(ray_local, data_root, tmp
     assert (out / "stale" / "best_test.json").is_file()
 
 
+
+def test_search_without_its_ray_state_keeps_the_trials_of_its_ledger(ray_local, data_root,
+                                                                     tmp_path, capsys):
+    """A finished search folder copied without Ray Tune's files: ``--resume`` runs no trial again
+    and selects what the search selected."""
+    space = _space(tmp_path, "learning_rate: {choice: [1e-3, 5e-3, 1e-2]}\n")
+    config_file = _config_file(tmp_path, data_root)
+    out = tmp_path / "out"
+    argv = _argv(space, config_file, out, "--num-samples", "3", "--scheduler", "fifo",
+                 "--name", "copied", "--epochs=1", "--eval_step=1")
+    first = tuning.run_search(tuning.parse_args(argv), log=lambda *_: None)
+    assert first["complete"] and len(first["rows"]) == 3
+    exp = out / "copied"
+    assert len((exp / tuning.LEDGER_FILE).read_text().splitlines()) == 3
+    for path in exp.iterdir():  # what a copy of the results alone keeps
+        if path.name not in (tuning.SETTINGS_FILE, tuning.LEDGER_FILE):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert not tuning.search.can_restore(exp)
+    assert tuning.main(["--resume", "--out", str(out), "--name", "copied", "--verbose", "0"]) == 0
+    assert "keeping the 3 trials of search_trials.jsonl" in capsys.readouterr().out
+    assert not list(exp.glob("run_trial_*"))  # no trial ran again
+    rows = _read_csv(exp / "trials.csv")
+    assert sorted(float(r["learning_rate"]) for r in rows) == [1e-3, 5e-3, 1e-2]
+    best = json.loads((exp / "best_test.json").read_text())
+    assert best["params"] == first["best"]["params"]
+
 # ---------------------------------------------------------------------------------------------
 # rejected before Ray starts
 # ---------------------------------------------------------------------------------------------
