@@ -18,7 +18,8 @@ Output in ``<out>/<run>/``: ``table.md``, ``table.csv``, ``results.json``, ``cur
 Re-running the command (or ``--resume``) continues: finished models, a complete search and finished
 seed runs are kept. A search whose Ray Tune state is gone (the run folder copied to another machine
 without ``models/<Model>/search/``) keeps the trials of its ledger, ``models/<Model>/search_trials.jsonl``
-(:mod:`recbole_kgin.experiment.ledger`), and runs only the configurations missing there. A model finished or started with other settings is refused (``--force``
+(:mod:`recbole_kgin.experiment.ledger`; spaces of ``choice`` keys only), and runs only the
+configurations missing there. A model finished or started with other settings is refused (``--force``
 replaces it). One command at a time writes into a run folder: it holds ``<run>/.run.lock``
 (:mod:`recbole_kgin.experiment.run_lock`) and a second command on the same folder is refused with
 the holder's PID before it writes anything. Exit status: 0 when every model ran, 1 when one
