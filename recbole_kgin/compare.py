@@ -38,7 +38,8 @@ from pathlib import Path
 from recbole_kgin.arguments import parse_compare, search_options
 from recbole_kgin.data import kg_variant_hook
 from recbole_kgin.errors import UsageError
-from recbole_kgin.experiment import files, per_user, protocol, report, run_lock, search, stats
+from recbole_kgin.experiment import (files, ledger, per_user, protocol, report, run_lock,
+                                     search, stats)
 from recbole_kgin.experiment.files import read_json, write_atomic, write_json
 from recbole_kgin.experiment.runner import build_dataset_blob
 
@@ -211,7 +212,7 @@ def _effective_settings(name, settings):
 
 
 STARTED = "settings.json"  # models/<name>/settings.json: the settings a model was started with
-SEARCH_LEDGER = "search_trials.jsonl"  # models/<name>/: the search's ended trials (ledger.py)
+SEARCH_LEDGER = ledger.FILE_NAME  # models/<name>/search_trials.jsonl: the search's ended trials
 
 
 def recorded_settings(run_dir, name):
@@ -319,8 +320,6 @@ def select_configuration(name, config, args, budget, model_dir, blob, memory=Non
 def progress_note(model_dir, seeds, config):
     """``"; so far: ..."`` for a model not finished: the search trials in its ledger, with the best
     validation score, and the seed runs done; empty when nothing of it ended yet."""
-    from recbole_kgin.experiment import ledger
-
     bigger = bool(config["valid_metric_bigger"])
     ended, best = ledger.progress(model_dir / SEARCH_LEDGER, bigger)
     done = sum((model_dir / "final" / f"seed-{s}.json").is_file() for s in seeds)

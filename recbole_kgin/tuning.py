@@ -36,13 +36,13 @@ from pathlib import Path
 
 from recbole_kgin.arguments import parse_tune, search_options
 from recbole_kgin.errors import UsageError
-from recbole_kgin.experiment import protocol, report, run_lock, search
+from recbole_kgin.experiment import ledger, protocol, report, run_lock, search
 from recbole_kgin.experiment.files import read_json, write_atomic, write_json
 from recbole_kgin.experiment.runner import build_dataset_blob
 from recbole_kgin.tune_space import read_space
 
 SETTINGS_FILE = "search.json"
-LEDGER_FILE = "search_trials.jsonl"  # every ended trial (experiment/ledger.py)
+LEDGER_FILE = ledger.FILE_NAME  # <experiment>/search_trials.jsonl: every ended trial
 TRIALS_CSV = "trials.csv"
 TRIALS_MD = "trials.md"
 BEST_YAML = "best.yaml"
@@ -161,8 +161,6 @@ def _search_locked(args, exp_dir, settings, callbacks, log):
         if not search.can_restore(exp_dir):
             # stopped before Ray Tune saved anything, or its state was not copied: start it again,
             # keeping the trials of its ledger
-            from recbole_kgin.experiment import ledger
-
             ended, _ = ledger.progress(exp_dir / LEDGER_FILE)
             if ended:
                 log(f"note: {exp_dir} holds no Ray Tune state that can be restored; starting the "

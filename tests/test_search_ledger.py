@@ -44,11 +44,11 @@ def test_ledger_keeps_ended_trials_once_and_skips_other_settings_and_cut_lines(t
 def test_row_from_the_last_result_counts_epochs_from_one():
     last = {"best_valid_score": 0.3, "best_epoch": 4, "epochs_run": 9, "finished": True,
             "time_total_s": 2.5, "node_id": "abc"}
-    row = ledger.row_from_result("t", {"learning_rate": 0.1}, last, True)
+    row = ledger.row_from_result("t", {"learning_rate": 0.1}, last)
     assert (row["best_valid"], row["best_epoch"], row["epochs_run"], row["status"]) == \
         (0.3, 5, 9, "finished")
-    assert ledger.row_from_result("t", {}, {**last, "finished": False}, True)["status"] == "stopped"
-    assert ledger.row_from_result("t", {}, None, True) is None
+    assert ledger.row_from_result("t", {}, {**last, "finished": False})["status"] == "stopped"
+    assert ledger.row_from_result("t", {}, None) is None
 
 
 def test_progress_note_names_the_ended_trials_their_best_score_and_the_seed_runs(tmp_path):

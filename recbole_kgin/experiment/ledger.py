@@ -23,6 +23,8 @@ import hashlib
 import json
 from pathlib import Path
 
+FILE_NAME = "search_trials.jsonl"  # compare: models/<Model>/; tune: <experiment>/
+
 # what a trial's result depends on besides its configuration; machine-specific paths excluded
 _KEY_FIELDS = ("model", "dataset", "space", "valid_metric", "mode", "max_t", "scheduler",
                "grace_period", "reduction_factor")
@@ -41,7 +43,7 @@ def point_key(params):
     return json.dumps(params, sort_keys=True, default=str)
 
 
-def row_from_result(trial_id, params, last, bigger):
+def row_from_result(trial_id, params, last):
     """A trial's row from its last Ray result (the runner reports its running best with every
     validation, so the last result is enough): the fields of ``collect_trials``' rows."""
     if last is None or last.get("best_valid_score") is None:
@@ -58,39 +60,37 @@ def row_from_result(trial_id, params, last, bigger):
     }
 
 
-def read(path, settings):
-    """``{configuration key: row}`` of the ledger's trials run under ``settings`` (other lines,
-    e.g. from an earlier space, are ignored). A missing file is an empty ledger; a line that is
-    not JSON (a write cut short) is skipped."""
+def _entries(path):
+    """The ledger's lines as dicts with a ``row``; a missing file has none, and a line that is not
+    such JSON (a write cut short) is skipped."""
     path = Path(path)
     if not path.is_file():
-        return {}
-    key = settings_key(settings)
-    rows = {}
+        return
     for line in path.read_text().splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(entry, dict) and entry.get("settings_key") == key and entry.get("row"):
-            row = entry["row"]
-            rows[point_key(row["params"])] = row
-    return rows
+        if isinstance(entry, dict) and isinstance(entry.get("row"), dict):
+            yield entry
+
+
+def read(path, settings):
+    """``{configuration key: row}`` of the ledger's trials run under ``settings`` (other lines,
+    e.g. from an earlier space, are ignored). A missing file is an empty ledger; a line that is
+    not JSON (a write cut short) is skipped."""
+    key = settings_key(settings)
+    return {point_key(e["row"]["params"]): e["row"] for e in _entries(path)
+            if e.get("settings_key") == key}
 
 
 def progress(path, bigger=True):
     """``(trials ended, best validation score or None)`` over every line of the ledger at
     ``path``, whatever settings they ran under (for a progress note: ``compare`` keeps one setting
     per model folder)."""
-    path = Path(path)
-    if not path.is_file():
-        return 0, None
     ids, best = set(), None
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)["row"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
+    for entry in _entries(path):
+        row = entry["row"]
         ids.add(row["trial_id"])
         score = row.get("best_valid")
         if score is not None and (best is None or (score > best if bigger else score < best)):
@@ -119,13 +119,11 @@ def callback(path, settings, params_of):
     the ledger at ``path``. ``params_of(trial)``: the trial's parameters over the space's keys."""
     from ray.tune import Callback
 
-    bigger = settings["mode"] == "max"
-
     class TrialLedger(Callback):
         def on_trial_complete(self, iteration, trials, trial, **info):
             try:
                 append(path, settings, row_from_result(trial.trial_id, params_of(trial),
-                                                       trial.last_result, bigger))
+                                                       trial.last_result))
             except OSError:  # the ledger is a copy of what Ray keeps; never fail the search
                 pass
 

@@ -296,15 +296,14 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, la
 
     points = settings.get("distinct_points") or []
     keys = list(settings["space"])
-    point_keys = [ledger.point_key({k: plain(p.get(k)) for k in keys}) for p in points]
+    point_keys = [ledger.point_key(_params_over(p, keys)) for p in points]
+    use_ledger = bool(ledger_path and points)
     kept = {}
-    if ledger_path and points:
+    if use_ledger:
         kept = {k: r for k, r in ledger.read(ledger_path, settings).items() if k in point_keys}
-    left = [p for p, k in zip(points, point_keys) if k not in kept]
-    if ledger_path and points:
         callbacks = [*(callbacks or []), ledger.callback(
-            ledger_path, settings,
-            lambda trial: {k: plain(trial_params(trial.config).get(k)) for k in keys})]
+            ledger_path, settings, lambda trial: _params_over(trial.config, keys))]
+    left = [p for p, k in zip(points, point_keys) if k not in kept]
     new_rows = []
     if resume or left or not points:
         check_memory(settings)
@@ -336,7 +335,7 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, la
                            num_samples, callbacks)
         grid = tuner.fit()
         new_rows = trial_rows(grid, settings, _ended_trials(exp_dir))
-    if ledger_path and points:
+    if use_ledger:
         for row in new_rows:  # trials of an experiment started without the ledger's callback
             ledger.append(ledger_path, settings, row)
     ran = {ledger.point_key(r["params"]) for r in new_rows}
@@ -345,6 +344,11 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, la
     for row in rows:  # ties are broken in the order the configurations were drawn, on any machine
         row["draw"] = draw.get(ledger.point_key(row["params"]))
     return rank_rows(rows, settings)
+
+
+def _params_over(config, keys):
+    """A trial's (or a drawn configuration's) parameters over the space's ``keys``, plain values."""
+    return {k: plain(trial_params(config).get(k)) for k in keys}
 
 
 def can_restore(exp_dir):
@@ -501,7 +505,7 @@ def trial_rows(grid, settings, ended):
             state = "incomplete"
         rows.append({
             "trial_id": trial.trial_id,
-            "params": {k: plain(trial_params(trial.config).get(k)) for k in keys},
+            "params": _params_over(trial.config, keys),
             "best_valid": best_valid,
             "best_epoch": best_epoch,
             "epochs_run": epochs_run,
