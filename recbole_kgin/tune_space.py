@@ -211,23 +211,52 @@ def grid_size(space, search):
 
 
 def distinct_samples(space, count, seed):
-    """``count`` distinct configurations (all of them when there are fewer) of a space whose keys
-    are all ``choice``, drawn without replacement by a ``seed``-ed generator; None for any other
-    space. Random search samples each trial independently, so over a small discrete space it
-    repeats configurations and a model gets fewer distinct trials than its budget says."""
-    if not space or any(dist != "choice" for dist, _ in space.values()):
+    """The configurations a random search runs, drawn up front by a ``seed``-ed generator, so that
+    every machine draws the same ones and a search can be continued from its ledger; None for a
+    space with a ``grid`` key (grids are crossed by Ray's variant generator).
+
+    - The discrete keys (``choice``, and ``randint`` as its listed integers) are drawn without
+      replacement over their product: a space of discrete keys only gives ``count`` distinct
+      configurations, or all of them when there are fewer. (Random search samples each trial
+      independently, so over a small discrete space it repeats configurations and a model gets
+      fewer distinct trials than its budget says.)
+    - A space with a continuous key (``uniform``, ``loguniform``) gives ``count`` configurations:
+      the discrete part is drawn without replacement until the product is used up, then again
+      from the whole product; each continuous key is drawn independently for every configuration
+      (log-uniform: uniform in the logarithm), from the same generator after the discrete draws.
+    """
+    if not space or any(dist == "grid" for dist, _ in space.values()):
         return None
+    rng = random.Random(seed)
     keys = list(space)
-    sizes = [len(space[k][1]) for k in keys]
+    discrete = {k: _values(*space[k]) for k in keys if space[k][0] in ("choice", "randint")}
+    sizes = [len(v) for v in discrete.values()]
     total = math.prod(sizes)
+    continuous = [k for k in keys if k not in discrete]
+    if not continuous:
+        count = min(count, total)
+    indices = []
+    while len(indices) < count:  # a second round only for a space with a continuous key
+        indices += rng.sample(range(total), min(count - len(indices), total))
     points = []
-    for index in random.Random(seed).sample(range(total), min(count, total)):
+    for index in indices:
         point = {}
-        for key, size in zip(keys, sizes):
+        for key, size in zip(discrete, sizes):
             index, pick = divmod(index, size)
-            point[key] = space[key][1][pick]
+            point[key] = discrete[key][pick]
         points.append(point)
-    return points
+    for point in points:
+        for key in continuous:
+            dist, (low, high) = space[key]
+            point[key] = rng.uniform(low, high) if dist == "uniform" else \
+                math.exp(rng.uniform(math.log(low), math.log(high)))
+    return [{k: p[k] for k in keys} for p in points]  # the space's key order
+
+
+def _values(dist, args):
+    """The values a discrete distribution draws from: a ``choice``'s list, a ``randint``'s
+    integers (both ends included)."""
+    return list(args) if dist == "choice" else range(int(args[0]), int(args[1]) + 1)
 
 
 def to_param_space(space, search):

@@ -299,18 +299,10 @@ def test_model_whose_matrices_fit_no_node_is_refused_with_the_numbers(ray_local,
     assert "a test's estimate" in rows["EASE"]["error"]
 
 
-def test_trial_memory_and_distinct_samples():
-    from recbole_kgin.tune_space import distinct_samples
-
+def test_trial_memory():
     need, reason = protocol.trial_memory("EASE", 1000)
     assert need == 32 * 1000**2 + 2**30 and "1,000 items" in reason
     assert protocol.trial_memory("BPR", 1000) == (None, None)
-    space = {"a": ("choice", [1, 2, 3]), "b": ("choice", ["x", "y"])}
-    points = distinct_samples(space, 4, seed=1)
-    assert len(points) == 4 and len({(p["a"], p["b"]) for p in points}) == 4
-    assert points == distinct_samples(space, 4, seed=1)
-    assert len(distinct_samples(space, 10, seed=1)) == 6  # every configuration, once
-    assert distinct_samples({"a": ("uniform", [0, 1])}, 3, seed=1) is None
 
 
 def test_short_error_names_the_exception_line():

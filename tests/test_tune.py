@@ -313,11 +313,15 @@ def test_stale_search_without_ray_state_can_be_resumed(ray_local, data_root, tmp
 
 
 
+@pytest.mark.parametrize("line", ["learning_rate: {choice: [1e-3, 5e-3, 1e-2]}\n",
+                                  "learning_rate: {loguniform: [1e-3, 1e-2]}\n"],
+                         ids=["choice", "continuous"])
 def test_search_without_its_ray_state_keeps_the_trials_of_its_ledger(ray_local, data_root,
-                                                                     tmp_path, capsys):
+                                                                     tmp_path, capsys, line):
     """A finished search folder copied without Ray Tune's files: ``--resume`` runs no trial again
-    and selects what the search selected."""
-    space = _space(tmp_path, "learning_rate: {choice: [1e-3, 5e-3, 1e-2]}\n")
+    and selects what the search selected, for a space of choices and for a continuous one (whose
+    configurations are drawn up front too)."""
+    space = _space(tmp_path, line)
     config_file = _config_file(tmp_path, data_root)
     out = tmp_path / "out"
     argv = _argv(space, config_file, out, "--num-samples", "3", "--scheduler", "fifo",
@@ -334,7 +338,10 @@ def test_search_without_its_ray_state_keeps_the_trials_of_its_ledger(ray_local, 
     assert "keeping the 3 trials of search_trials.jsonl" in capsys.readouterr().out
     assert not list(exp.glob("run_trial_*"))  # no trial ran again
     rows = _read_csv(exp / "trials.csv")
-    assert sorted(float(r["learning_rate"]) for r in rows) == [1e-3, 5e-3, 1e-2]
+    assert sorted(float(r["learning_rate"]) for r in rows) == \
+        sorted(r["params"]["learning_rate"] for r in first["rows"])
+    if "choice" in line:
+        assert sorted(float(r["learning_rate"]) for r in rows) == [1e-3, 5e-3, 1e-2]
     best = json.loads((exp / "best_test.json").read_text())
     assert best["params"] == first["best"]["params"]
 

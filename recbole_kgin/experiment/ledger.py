@@ -5,11 +5,10 @@ folder (``compare`` writes ``models/<Model>/search_trials.jsonl``).
 Ray Tune's own state continues a search on the machine that ran it (``Tuner.restore``). The ledger
 continues it anywhere else: a run folder copied to another machine without ``search/`` (or whose
 Ray state is lost) keeps the trials that ended, and only the configurations not in the ledger run
-again. It holds a search that draws distinct configurations (``compare``'s and ``tune``'s random
-search over a space of ``choice`` keys only, :func:`recbole_kgin.tune_space.distinct_samples`); a
-space with a continuous key (KGIN's ``sim_regularity``) is sampled by Ray Tune trial by trial and
-has no ledger yet, so only Ray's own state continues it. Each
-line names the configuration, the settings it ran under (:func:`settings_key`) and the trial's
+again. It holds a search whose configurations are drawn up front (``compare``'s and ``tune``'s
+random search over any space without a ``grid`` key, continuous keys included:
+:func:`recbole_kgin.tune_space.distinct_samples`); other searches (grid, hyperopt, optuna) are
+continued by Ray's own state only. Each line names the configuration, the settings it ran under (:func:`settings_key`) and the trial's
 row as :func:`recbole_kgin.experiment.search.collect_trials` builds it.
 
 A trial is written when it ends (a Ray Tune callback, so a killed driver loses only the trials
