@@ -7,7 +7,8 @@ set -euo pipefail
 src=$1; dst=$(cd "$(dirname "$0")/.." && pwd)/docs/benchmark/$2
 rm -rf "$dst.tmp"; mkdir -p "$dst.tmp"
 tar -C "$src" --exclude=.run.lock --exclude='./models/*/dataset' --exclude='./models/*/search' \
-    --exclude='./models/*/final/ray' -cf - . | tar -C "$dst.tmp" -xf -
+    --exclude='./models/*/final/ray' \
+    --exclude='./models/*/partial' --exclude='./models/*/final/partial' -cf - . | tar -C "$dst.tmp" -xf -
 for d in "$dst.tmp"/models/*/; do
     n=$(basename "$d")
     if [ -f "$dst.tmp/models/$n.json" ]; then rm -rf "$d/final"; fi

@@ -188,6 +188,7 @@ VALUE_RULES = {
     "kg_dedup": (_bool, "True or False"),
     "kg_variant": (lambda v: v in KG_VARIANTS, "one of " + ", ".join(KG_VARIANTS)),
     "kg_variant_seed": (_int_or_none, "an integer or ~"),
+    "trial_checkpoint_s": (_non_negative_number, "a finite number of seconds >= 0"),
     "joint_init": (_bool, "True or False"),
     "checkpoint_dir": (lambda v: isinstance(v, str) and v != "", "a directory name"),
     "data_path": (lambda v: isinstance(v, str) and v != "", "a directory name"),

@@ -5,7 +5,8 @@ The mixin changes nothing in what RecBole trains or evaluates (same steps, same 
 same early stopping). It
 
 * writes safe checkpoints (:mod:`recbole_kgin.checkpoint`: plain data, ``weights_only`` loading)
-  atomically after every epoch: the best weights so far plus everything needed to resume;
+  atomically after every epoch (or at most once per ``checkpoint_interval_s``, and when training
+  ends): the best weights so far plus everything needed to resume;
 * resumes from such a checkpoint exactly: weights, optimizer, every random number generator,
   early-stopping state, history (:meth:`RecordingTrainerMixin.resume_checkpoint`);
 * stops on a NaN or infinite loss, naming the epoch and the step;
@@ -64,6 +65,10 @@ class RecordingTrainerMixin:
         self.epoch_seconds = []  # wall time of every training epoch
         self.valid_history = []  # (epoch index, valid score, valid result) per validation
         self.epoch_callback = None  # optional f(epoch_idx, valid_score, valid_result)
+        # None: a checkpoint after every epoch; a number: at most one per that many seconds, plus
+        # one when training ends (what is lost to a kill is bounded by it, plus an epoch)
+        self.checkpoint_interval_s = None
+        self._last_save = None
         self.best_epoch = None  # epoch (from 0) of the weights selected on validation
         self.finished = False  # training ended (last epoch or early stop)
         self._best_state = None
@@ -101,6 +106,17 @@ class RecordingTrainerMixin:
             self.epoch_callback(epoch_idx, float(valid_score), dict(valid_result))
         return valid_score, valid_result
 
+    @property
+    def resumable(self):
+        """Whether :meth:`fit` is this mixin's loop (checkpoints that resume exactly); trainers
+        with their own ``fit`` keep it and cannot resume."""
+        return self._base_fit() is Trainer.fit
+
+    def _checkpoint_due(self):
+        if self.checkpoint_interval_s is None or self.finished:
+            return True
+        return time.monotonic() - self._last_save >= self.checkpoint_interval_s
+
     def _base_fit(self):
         mro = type(self).__mro__
         for cls in mro[mro.index(RecordingTrainerMixin) + 1:]:
@@ -126,6 +142,7 @@ class RecordingTrainerMixin:
         if self.finished:
             return self.best_valid_score, self.best_valid_result
         validates = self.eval_step > 0 and bool(valid_data)
+        self._last_save = time.monotonic()
 
         for epoch_idx in range(self.start_epoch, self.epochs):
             start = time.time()
@@ -169,8 +186,9 @@ class RecordingTrainerMixin:
                     self.logger.info("Finished training, best eval result in epoch %d"
                                      % (epoch_idx - self.cur_step * self.eval_step))
             self.finished = stop or epoch_idx == self.epochs - 1
-            if saved:
+            if saved and self._checkpoint_due():
                 self._save_checkpoint(epoch_idx, verbose=verbose)
+                self._last_save = time.monotonic()
             if stop:
                 break
         self._add_hparam_to_tensorboard(self.best_valid_score)

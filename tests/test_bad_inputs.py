@@ -75,6 +75,8 @@ TRAIN_CASES = [
      "config key 'valid_metric' = 'Recall@30'"),
     ("unknown-metric", ["--metrics=['Recal']"], "unknown metric 'Recal'"),
     ("split-seed-text", ["--split_seed=abc"], "config key 'split_seed' = 'abc'"),
+    ("trial-checkpoint-negative", ["--trial_checkpoint_s=-1"],
+     "config key 'trial_checkpoint_s' = -1"),
     ("bool-key-text", ["--kg_linked_items_only=maybe"], "config key 'kg_linked_items_only'"),
     ("learner", ["--learner=adamm"], "config key 'learner' = 'adamm'"),
     ("saved-not-bool", ["--saved=maybe"], "--saved='maybe': expected True or False"),

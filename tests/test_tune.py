@@ -284,6 +284,55 @@ def test_interrupted_search_resumes_without_the_data_files(ray_local, tmp_path):
     assert (out / "resumable" / "best_test.json").is_file()
 
 
+_MID_TRIAL = []
+
+
+class _InterruptMidTrial(Callback):
+    """Sends Ray Tune's Ctrl-C once, when a trial has reported its third epoch."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not _MID_TRIAL and result.get("epochs_run", 0) >= 3 and not result.get("finished"):
+            _MID_TRIAL.append(trial.trial_id)
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def _reports(exp_dir, trial_id):
+    """Every result a trial reported (Ray's result.json, one JSON line per report)."""
+    lines = []
+    for path in Path(exp_dir).glob(f"*{trial_id}*/result.json"):
+        lines += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return lines
+
+
+def test_a_trial_interrupted_mid_way_continues_from_its_checkpoint(ray_local, data_root,
+                                                                  tmp_path):
+    """Ctrl-C while a trial trains: ``--resume`` continues that trial from its last epoch's
+    checkpoint (``trial_checkpoint_s: 0``) instead of its first epoch, and the search selects
+    what an uninterrupted search selects, with the same validation scores."""
+    space = _space(tmp_path, "learning_rate: {grid: [1e-3, 1e-2]}\n")
+    config_file = _config_file(tmp_path, data_root)
+    out = tmp_path / "out"
+    common = ("--num-samples", "1", "--scheduler", "fifo", "--epochs=6", "--eval_step=1",
+              "--stopping_step=50", "--trial_checkpoint_s=0")
+    whole = tuning.run_search(tuning.parse_args(
+        _argv(space, config_file, out, *common, "--name", "whole")), log=lambda *_: None)
+    first = tuning.run_search(
+        tuning.parse_args(_argv(space, config_file, out, *common, "--name", "cut")),
+        callbacks=[_InterruptMidTrial()], log=lambda *_: None)
+    assert _MID_TRIAL and not first["complete"]
+    exp = out / "cut"
+    assert list((exp / "partial").glob("search-*.pth")), "no checkpoint kept for the cut trial"
+    assert tuning.main(["--resume", "--out", str(out), "--name", "cut", "--verbose", "0"]) == 0
+    resumed = [r.get("resumed_from_epoch") for r in _reports(exp, _MID_TRIAL[0])]
+    assert any(r is not None and r >= 3 for r in resumed), resumed
+    best = {r["params"]["learning_rate"]: r["best_valid"] for r in whole["rows"]}
+    rows = _read_csv(exp / "trials.csv")
+    assert {float(r["learning_rate"]): float(r["valid Recall@20"]) for r in rows} == \
+        pytest.approx(best)
+    assert json.loads((exp / "best_test.json").read_text())["params"] == whole["best"]["params"]
+    assert not (exp / "partial").exists()  # removed once the search is complete
+
+
 def test_stale_search_without_ray_state_can_be_resumed(ray_local, data_root, tmp_path,
                                                        monkeypatch, capsys):
     """A search stopped before Ray Tune saved anything (e.g. killed while building the dataset)

@@ -14,8 +14,9 @@ row as :func:`recbole_kgin.experiment.search.collect_trials` builds it.
 A trial is written when it ends (a Ray Tune callback, so a killed driver loses only the trials
 still running) and again from the collected rows after the search (the same row; lines are
 deduplicated by trial id). Trials that failed for good are not written: on another machine they
-run again. Trials do not checkpoint mid-run, so a trial that was running when the search stopped
-starts from its first epoch either way.
+run again. A trial that was running when the search stopped continues from its own checkpoint
+(``models/<Model>/partial/``, see :func:`recbole_kgin.experiment.runner.run_configuration`) where
+that folder was kept, and from its first epoch elsewhere.
 """
 
 import hashlib
@@ -27,7 +28,7 @@ FILE_NAME = "search_trials.jsonl"  # compare: models/<Model>/; tune: <experiment
 # what a trial's result depends on besides its configuration; machine-specific paths excluded
 _KEY_FIELDS = ("model", "dataset", "space", "valid_metric", "mode", "max_t", "scheduler",
                "grace_period", "reduction_factor")
-_MACHINE_KEYS = ("data_path", "checkpoint_dir")
+_MACHINE_KEYS = ("data_path", "checkpoint_dir", "trial_checkpoint_s")  # not what a trial computes
 
 
 def settings_key(settings):

@@ -142,7 +142,17 @@ class ValidationReporter:
         self.best = None
         self.last = None
 
+    def restore(self, history):
+        """Take up the validations of a resumed run (``trainer.valid_history``) without reporting
+        them: the running best and the last result continue from there."""
+        for epoch_idx, valid_score, valid_result in history:
+            self._update(epoch_idx, valid_score, valid_result)
+
     def __call__(self, epoch_idx, valid_score, valid_result):
+        self._update(epoch_idx, valid_score, valid_result)
+        self.report(dict(self.last))
+
+    def _update(self, epoch_idx, valid_score, valid_result):
         score = float(valid_score)
         if self.best is None or (score >= self.best[0] if self.bigger else score <= self.best[0]):
             self.best = (score, epoch_idx)
@@ -157,7 +167,6 @@ class ValidationReporter:
             "finished": epoch_idx + 1 >= self.epochs,
             **{f"valid_{k}": float(v) for k, v in valid_result.items()},
         }
-        self.report(dict(self.last))
 
 
 def set_threads(cpus):
@@ -185,21 +194,40 @@ def plain(value):
 
 
 def run_configuration(run_config, dataset_blob, *, evaluate_test, on_validation=None,
-                      per_user_ks=(20,)):
+                      per_user_ks=(20,), partial_file=None):
     """Train ``run_config`` on the shared dataset through the shared pipeline (early stopping on
     validation), then, with ``evaluate_test``, evaluate the selected model on test once. Returns
-    ``(result, per_user, split)``; ``per_user`` is None without a test evaluation."""
+    ``(result, per_user, split)``; ``per_user`` is None without a test evaluation.
+
+    ``partial_file``: where the run keeps its checkpoint while it trains (at most one write per
+    ``trial_checkpoint_s`` seconds of the configuration, and one when training ends). A usable checkpoint there (same
+    configuration, same data: :func:`usable_partial`) is continued exactly, from the epoch after
+    it, instead of starting again; ``result["resumed_from_epoch"]`` says from which (None: from
+    the start). Models trained in one epoch (RecBole's traditional trainer: Pop, ItemKNN, EASE
+    and the KG-content models) and trainers with their own ``fit`` keep none."""
     from recbole_kgin.quick_start import build_model, build_trainer, fit_and_test
 
     _, train_data, valid_data, test_data = split_dataset(run_config, dataset_blob)
     split = split_fingerprint(train_data, valid_data, test_data)
     model = build_model(run_config, train_data)
     trainer = build_trainer(run_config, model)
+    saved, resumed_from = evaluate_test, None
+    if partial_file is not None and getattr(trainer, "resumable", False) and trainer.epochs > 1:
+        saved = True
+        trainer.checkpoint_interval_s = float(run_config["trial_checkpoint_s"] or 0) or None
+        trainer.saved_model_file = str(partial_file)
+        checkpoint = usable_partial(partial_file, run_config, train_data)
+        if checkpoint is not None:
+            trainer.resume_checkpoint(partial_file, checkpoint)
+            resumed_from = trainer.start_epoch
+            if on_validation is not None:
+                on_validation.restore(trainer.valid_history)
     trainer.epoch_callback = on_validation
     result = fit_and_test(run_config, model, trainer, train_data, valid_data,
-                          test_data if evaluate_test else None, saved=evaluate_test,
+                          test_data if evaluate_test else None, saved=saved,
                           show_progress=False, evaluate_test=evaluate_test,
                           keep_ranked_items=evaluate_test)
+    result["resumed_from_epoch"] = resumed_from
     result["backend"] = {k: getattr(model, a) for k, a in
                          (("scatter", "scatter_backend"), ("graph", "graph_backend"))
                          if hasattr(model, a)}
@@ -212,6 +240,59 @@ def run_configuration(run_config, dataset_blob, *, evaluate_test, on_validation=
         per_user.update(columns)
         per_user[RANKED] = lists
     return result, per_user, split
+
+
+# configuration keys that name where and how a run happens, not what it computes
+_PLACE_KEYS = ("data_path", "checkpoint_dir", "show_progress", "state", "gpu_id", "use_gpu",
+               "device", "worker", "save_dataset", "save_dataloaders", "dataset_save_path",
+               "dataloaders_save_path", "local_rank", "nproc", "world_size", "ip", "port",
+               "trial_checkpoint_s")
+
+
+def partial_name(setup, params):
+    """File name of a run's checkpoint while it trains: a digest of what the run computes (model,
+    dataset, the user's settings less data paths, the trial's parameters and seed, search or
+    final), the same on every machine and for every Ray trial of that run."""
+    import hashlib
+    import json
+
+    layer = {k: v for k, v in (setup.get("user_layer") or {}).items() if k not in _PLACE_KEYS}
+    blob = json.dumps({"model": setup["model"], "dataset": setup["dataset"], "user_layer": layer,
+                       "params": params, "mode": setup.get("mode")}, sort_keys=True, default=str)
+    return f"{setup.get('mode') or 'run'}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.pth"
+
+
+def usable_partial(path, run_config, train_data):
+    """The checkpoint at ``path`` if the run can continue from it: it loads (its digest holds),
+    holds training state, was made with the same configuration (less :data:`_PLACE_KEYS`) and on
+    the same training data. None when there is no file; for a file that cannot be used, one line
+    on stderr says why and None is returned (the run starts again; the file is overwritten)."""
+    import sys
+
+    from recbole_kgin import checkpoint as ckpt
+    from recbole_kgin.trainer import load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        checkpoint = load_checkpoint(path)
+        if not checkpoint.get("training"):
+            raise ckpt.CheckpointError("it holds no training state")
+        now = ckpt.plain(dict(run_config.final_config_dict))
+        then = checkpoint.get("config") or {}
+        changed = sorted(k for k in set(now) | set(then)
+                         if k not in _PLACE_KEYS and now.get(k) != then.get(k))
+        if changed:
+            raise ckpt.CheckpointError(f"made with another configuration ({changed[0]}: "
+                                       f"{then.get(changed[0])!r} then, {now.get(changed[0])!r} now)")
+        ckpt.check_dataset(checkpoint, train_data._dataset, path)
+    except Exception as err:  # an optimisation: never fail the run over it
+        line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"not continuing from {path}: {line}; training from the first epoch",
+              file=sys.stderr, flush=True)
+        return None
+    return checkpoint
 
 
 def write_final(folder, seed, record, per_user):
@@ -298,9 +379,13 @@ def run_trial(params, *, setup, dataset_blob):
     reporter = ValidationReporter(bool(run_config["valid_metric_bigger"]),
                                   int(run_config["epochs"]),
                                   report)  # seed runs too: progress lines, the node it ran on
+    partial_file = None
+    if setup.get("partial_dir"):  # see run_configuration: a run killed mid-way continues
+        partial_file = Path(setup["partial_dir"]) / partial_name(setup, params)
+        partial_file.parent.mkdir(parents=True, exist_ok=True)
     result, per_user, split = run_configuration(
         run_config, dataset_blob, evaluate_test=final, on_validation=reporter,
-        per_user_ks=tuple(setup.get("per_user_ks", (20,))))
+        per_user_ks=tuple(setup.get("per_user_ks", (20,))), partial_file=partial_file)
     if reporter.last is None:
         raise RuntimeError("the run finished without a validation (check epochs and eval_step)")
     if final:
@@ -309,4 +394,6 @@ def run_trial(params, *, setup, dataset_blob):
                   "trial_dir": str(trial_dir), "node_id": node_id}
         write_final(setup["final_dir"], int(run_config["seed"]), record, per_user)
     report({**reporter.last, "finished": True, "seconds_per_epoch": result["seconds_per_epoch"],
-            "n_params": result["n_params"]})
+            "n_params": result["n_params"], "resumed_from_epoch": result["resumed_from_epoch"]})
+    if partial_file is not None:  # done: a rerun of the same run starts afresh (or is skipped)
+        partial_file.unlink(missing_ok=True)

@@ -284,6 +284,9 @@ def _with_progress(callbacks, label, total, settings, unit):
     return callbacks
 
 
+PARTIAL_DIR = "partial"  # checkpoints of runs still training: models/<Model>/partial, final/partial
+
+
 def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, label=None,
                ledger_path=None):
     """Run (or, with ``resume``, continue) the search; returns ``(rows, complete)`` (see
@@ -298,6 +301,8 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, la
     keys = list(settings["space"])
     point_keys = [ledger.point_key(_params_over(p, keys)) for p in points]
     use_ledger = bool(ledger_path and points)
+    # trials keep their checkpoint beside the ledger while they train (runner.partial_name)
+    partial_dir = Path(ledger_path).parent / PARTIAL_DIR if ledger_path else None
     kept = {}
     if use_ledger:
         kept = {k: r for k, r in ledger.read(ledger_path, settings).items() if k in point_keys}
@@ -307,7 +312,8 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, la
     new_rows = []
     if resume or left or not points:
         check_memory(settings)
-        trainable = _trainable(settings, dataset_blob, mode="search")
+        trainable = _trainable(settings, dataset_blob, mode="search",
+                               partial_dir=str(partial_dir) if partial_dir else None)
         total = settings["expected_trials"] - (0 if resume else len(kept))
         if kept and label:
             label = f"{label} ({len(kept)} more kept in {Path(ledger_path).name})"
@@ -343,7 +349,10 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, la
     draw = {k: i for i, k in enumerate(point_keys)}
     for row in rows:  # ties are broken in the order the configurations were drawn, on any machine
         row["draw"] = draw.get(ledger.point_key(row["params"]))
-    return rank_rows(rows, settings)
+    rows, complete = rank_rows(rows, settings)
+    if complete and partial_dir is not None:  # left by trials a scheduler stopped
+        shutil.rmtree(partial_dir, ignore_errors=True)
+    return rows, complete
 
 
 def _params_over(config, keys):
@@ -376,7 +385,8 @@ def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
     if exp_dir.exists():  # a run interrupted before: its finished seeds are kept as files
         shutil.rmtree(exp_dir)
     trainable = _trainable(settings, dataset_blob, mode="final", final_dir=str(final_dir),
-                           per_user_ks=list(per_user_ks))
+                           per_user_ks=list(per_user_ks),
+                           partial_dir=str(final_dir / PARTIAL_DIR))
     space = {**params, "seed": tune.grid_search(missing)}
     callbacks = _with_progress(callbacks, label, len(missing), settings, "seed runs")
     tuner = _tuner(settings, exp_dir, trainable, space, FIFOScheduler(), None, 1, callbacks)
@@ -390,6 +400,8 @@ def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
         if result.error is not None and trial.trial_id in ended:
             errors[seed] = trial_error(result.error, (result.metrics or {}).get("node_id"), deaths)
     attempted = all(t.trial_id in ended for t in trials) and len(trials) == len(missing)
+    if all((final_dir / f"seed-{s}.json").is_file() for s in seeds):
+        shutil.rmtree(final_dir / PARTIAL_DIR, ignore_errors=True)
     failures = sum(int(getattr(t, "num_failures", 0) or 0) for t in trials)
     return errors, attempted, failures
 
