@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -524,3 +525,50 @@ def test_deterministic_models_do_not_depend_on_the_seed(workspace, tmp_path, mon
             {"seed": seed, "split_seed": 7, "epochs": 2, "state": "WARNING"},
             saved=False)["test_result"] for seed in (1, 2)]
         assert bpr[0] != bpr[1]
+
+
+from ray.tune import Callback  # noqa: E402  (the tests of this file need Ray anyway)
+
+
+class _CutSeedRun(Callback):
+    """Ray Tune's Ctrl-C once, when a seed run has reported its third epoch."""
+
+    cut = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not self.cut and result.get("epochs_run", 0) >= 3 and not result.get("finished"):
+            self.cut.append(trial.trial_id)
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def test_a_seed_run_cut_mid_way_continues_from_its_checkpoint(ray_local, workspace, monkeypatch):
+    """Ctrl-C during a seed run: the next command continues it from its checkpoint in
+    final/partial/ and tests the model the uninterrupted run tests."""
+    from recbole_kgin.experiment import search
+
+    def argv(run):
+        root, config_file = workspace
+        return ["--dataset", "tiny", "--models", "KGIN", "--out", str(root / "out"), "--run", run,
+                "--config_files", str(config_file), "--epochs=6", "--trials", "0", "--seeds", "1",
+                "--patience", "50", "--trial_checkpoint_s=0"]
+
+    assert compare.main(argv("whole")) == 0
+    with_progress = search._with_progress
+
+    def cutting(callbacks, *args, **kwargs):
+        return [*with_progress(callbacks, *args, **kwargs), _CutSeedRun()]
+
+    with monkeypatch.context() as m:
+        m.setattr(search, "_with_progress", cutting)
+        with pytest.raises(KeyboardInterrupt):  # the command line turns it into exit 130
+            compare.main(argv("cut"))
+    assert _CutSeedRun.cut, "the seed run was not cut"
+    final = workspace[0] / "out" / "cut" / "models" / "KGIN" / "final"
+    assert list((final / "partial").glob("final-*.pth"))
+    assert compare.main([*argv("cut"), "--resume"]) == 0
+    record = json.loads((final / "seed-2020.json").read_text())
+    assert record["resumed_from_epoch"] >= 3
+    rows = {run: _csv(workspace[0] / "out" / run / "table.csv")["KGIN"] for run in ("whole", "cut")}
+    for key in ("recall@20", "ndcg@20", "epochs_run", "best_epoch"):
+        assert rows["cut"][key] == rows["whole"][key], key
+    assert not (final / "partial").exists()
