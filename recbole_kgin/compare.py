@@ -354,7 +354,7 @@ def summarise_seeds(name, seed_records, budget, bigger):
     row["backend"] = seed_records[0].get("backend")
     row["seed_results"] = [{k: r.get(k) for k in ("seed", "test_result", "best_valid_score",
                                                   "best_epoch", "epochs_run", "total_seconds",
-                                                  "node_id")}
+                                                  "node_id", "resumed_from_epoch")}
                            for r in seed_records]
     return row
 

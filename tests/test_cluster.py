@@ -133,15 +133,16 @@ class _KillOnWorkerResult(__import__("ray.tune", fromlist=["Callback"]).Callback
     are killed), so the trial dies mid-run."""
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if not _KILL.get("done") and result.get("node_id") == _KILL["worker"].node_id:
+        if not _KILL.get("done") and result.get("node_id") == _KILL["worker"].node_id \
+                and result.get("epochs_run", 0) >= _KILL.get("after", 1):
             _KILL["done"] = True
             _KILL["cluster"].remove_node(_KILL["worker"], allow_graceful=False)
 
 
 class _KillWorker:
-    def __init__(self, cluster, worker):
+    def __init__(self, cluster, worker, after=1):
         _KILL.clear()
-        _KILL.update(cluster=cluster, worker=worker, done=False)
+        _KILL.update(cluster=cluster, worker=worker, done=False, after=after)
 
     @property
     def done(self):
@@ -156,17 +157,19 @@ class _KillWorker:
         monkeypatch.setattr(search, "_with_progress", with_kill)
 
 
-def run_losing_the_worker(workspace, monkeypatch, run, models, trials, seeds, retries):
+def run_losing_the_worker(workspace, monkeypatch, run, models, trials, seeds, retries, *extra,
+                          after=1):
     """``compare`` on a fresh loopback cluster whose worker node is killed mid-trial; returns
     ``(exit code, head node id)``. A tiny epoch takes about 10 ms on a fast machine: with 40 epochs
     a trial could report its last epoch before the kill had landed (then nothing was lost), so each
     run trains 400 epochs without early stopping, seconds longer than the kill takes."""
     with loopback_cluster() as (cluster, worker):
-        kill = _KillWorker(cluster, worker)
+        kill = _KillWorker(cluster, worker, after)
         kill.install(monkeypatch)
         code = cli.main(compare_argv(workspace, run, "--models", models, "--trials", trials,
                                      "--seeds", seeds, "--epochs=400", "--patience", "400",
-                                     "--max-failures", retries, "--address", cluster.address))
+                                     "--max-failures", retries, "--address", cluster.address,
+                                     *extra))
         head_id = cluster.head_node.node_id
     assert kill.done, "no trial reported from the worker node"
     return code, head_id
@@ -183,6 +186,20 @@ def test_node_lost_mid_trial_is_retried_and_counted(workspace, monkeypatch):
     assert row["lost_attempts"] == 1
     table = (workspace[0] / "out" / "retried" / "table.md").read_text()
     assert "lost attempts" in table
+
+
+def test_a_seed_run_lost_with_its_node_is_retried_from_its_checkpoint(workspace, monkeypatch):
+    """The worker node dies after a seed run there has reported 5 epochs: the retry on the head
+    continues from the checkpoint that run kept in the shared run folder (trial_checkpoint_s 0:
+    one after every epoch), not from its first epoch."""
+    code, head_id = run_losing_the_worker(workspace, monkeypatch, "resumed", "BPR", "0", "2", "1",
+                                          "--trial_checkpoint_s=0", after=5)
+    assert code == 0
+    row = results(workspace, "resumed")["models"][0]
+    assert row["status"] == "ok" and row["lost_attempts"] == 1
+    resumed = [s.get("resumed_from_epoch") for s in row["seed_results"]]
+    assert sorted(resumed, key=lambda r: r or 0)[0] is None  # the seed run on the head ran whole
+    assert max(r or 0 for r in resumed) >= 4, resumed  # the retried one continued
 
 
 def test_node_lost_without_retries_fails_only_its_row(workspace, monkeypatch):
