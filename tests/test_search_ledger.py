@@ -65,3 +65,40 @@ def test_progress_note_names_the_ended_trials_their_best_score_and_the_seed_runs
     assert compare.progress_note(model_dir, [1, 2, 3], config).endswith(
         "best validation recall@20 0.5388, 1 of 3 seed runs done")
     assert ledger.progress(model_dir / compare.SEARCH_LEDGER, bigger=False) == (2, 0.41)
+
+
+class _Trial:
+    def __init__(self, trial_id, last_result, config=None):
+        self.trial_id, self.last_result = trial_id, last_result
+        self.config = config or {"learning_rate": 0.1}
+
+
+LAST = {"best_valid_score": 0.4, "best_epoch": 1, "epochs_run": 3, "finished": True,
+        "time_total_s": 2.0, "node_id": "n"}
+
+
+def test_the_ledger_callback_survives_pickling_and_never_fails_a_trial(tmp_path, capsys):
+    """Ray Tune pickles the callback into the experiment's state and calls the unpickled one on a
+    restore; an exception in it would mark a finished trial as failed, so it must not raise."""
+    import cloudpickle
+
+    path = tmp_path / "search_trials.jsonl"
+    restored = cloudpickle.loads(cloudpickle.dumps(
+        ledger.callback(path, SETTINGS, lambda trial: dict(trial.config))))
+    restored.on_trial_complete(0, [], _Trial("t0", LAST))
+    assert list(ledger.read(path, SETTINGS).values())[0]["best_valid"] == 0.4
+    restored.on_trial_complete(0, [], _Trial("t1", {"best_valid_score": 0.3}))  # no best_epoch
+    err = capsys.readouterr().err
+    assert "trial t1 not recorded (KeyError" in err and len(err.strip().splitlines()) == 1
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    ledger.callback(blocked / "ledger.jsonl", SETTINGS, lambda t: {}).on_trial_complete(
+        0, [], _Trial("t2", LAST))  # an unwritable ledger: one line, no exception
+    assert "trial t2 not recorded" in capsys.readouterr().err
+
+
+def test_row_from_result_takes_the_argument_of_the_first_ledger_callback():
+    """Experiments started by the first version pass (trial id, params, last result, bigger)."""
+    row = ledger.row_from_result("t0", {"learning_rate": 0.1}, LAST, True)
+    assert row == ledger.row_from_result("t0", {"learning_rate": 0.1}, LAST)
+    assert row["best_epoch"] == 2 and row["status"] == "finished"

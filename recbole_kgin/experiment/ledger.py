@@ -21,6 +21,7 @@ that folder was kept, and from its first epoch elsewhere.
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 FILE_NAME = "search_trials.jsonl"  # compare: models/<Model>/; tune: <experiment>/
@@ -43,9 +44,12 @@ def point_key(params):
     return json.dumps(params, sort_keys=True, default=str)
 
 
-def row_from_result(trial_id, params, last):
+def row_from_result(trial_id, params, last, _unused=None):
     """A trial's row from its last Ray result (the runner reports its running best with every
-    validation, so the last result is enough): the fields of ``collect_trials``' rows."""
+    validation, so the last result is enough): the fields of ``collect_trials``' rows.
+    ``_unused``: accepted and ignored. The first version of the ledger passed a fourth argument
+    from its callback, and Ray Tune keeps that callback's code in the state of every experiment
+    it started; a restored experiment calls this function of the installed version with it."""
     if last is None or last.get("best_valid_score") is None:
         return None
     finished = bool(last.get("finished"))
@@ -114,17 +118,28 @@ def append(path, settings, row):
         f.flush()
 
 
+def record_trial(path, settings, params_of, trial):
+    """What the callback does when a trial ends: append its row. Never raises (the ledger is a
+    copy of what Ray keeps, and an exception in a callback would mark the trial as failed); a
+    failure is one line on stderr. Ray Tune pickles the callback into the experiment's state and a
+    restored experiment runs that pickled code against the installed version of this module, so
+    the callback only calls this function, whose signature stays as it is."""
+    try:
+        append(path, settings, row_from_result(trial.trial_id, params_of(trial),
+                                               trial.last_result))
+    except Exception as err:  # noqa: BLE001
+        print(f"search ledger {path}: trial {getattr(trial, 'trial_id', '?')} not recorded "
+              f"({type(err).__name__}: {err})", file=sys.stderr, flush=True)
+
+
 def callback(path, settings, params_of):
     """A Ray Tune callback that appends every trial that completes (or that a scheduler stops) to
-    the ledger at ``path``. ``params_of(trial)``: the trial's parameters over the space's keys."""
+    the ledger at ``path`` (:func:`record_trial`). ``params_of(trial)``: the trial's parameters
+    over the space's keys."""
     from ray.tune import Callback
 
     class TrialLedger(Callback):
         def on_trial_complete(self, iteration, trials, trial, **info):
-            try:
-                append(path, settings, row_from_result(trial.trial_id, params_of(trial),
-                                                       trial.last_result))
-            except OSError:  # the ledger is a copy of what Ray keeps; never fail the search
-                pass
+            record_trial(path, settings, params_of, trial)
 
     return TrialLedger()
