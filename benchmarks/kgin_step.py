@@ -165,7 +165,7 @@ class Runner:
 
         impl = (config["adam_impl"] or "auto") if name == "KGIN" else "loop"
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["learning_rate"],
-                                          **adam_options(impl))
+                                          **adam_options(impl, device))
         self.config = config
         self._iter = None
         # user-item batches only, for both models (KGINTrainer does this for ours; RecBole's
@@ -184,7 +184,7 @@ class Runner:
             if problem:
                 raise SystemExit(f"cuda_graph: {problem}")
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["learning_rate"],
-                                              capturable=True, **adam_options(impl))
+                                              capturable=True, **adam_options(impl, device))
             model = self.model
             self.graphed = GraphedStep(model, self.optimizer,
                                        (model.USER_ID, model.ITEM_ID, model.NEG_ITEM_ID))

@@ -277,16 +277,17 @@ class RecordingTrainerMixin:
 ADAM_IMPLS = ("auto", "loop", "foreach", "fused")
 
 
-def adam_options(impl):
-    """Keyword arguments of ``torch.optim.Adam`` for ``adam_impl``: ``loop`` (one set of operations
-    per parameter, RecBole's CPU default), ``foreach`` (one multi-tensor operation per update term;
-    the same numbers as ``loop``, tested), ``fused`` (one kernel for the whole update; equal to
-    ``loop`` up to rounding, about 1e-7), ``auto``: ``foreach`` on every device (``fused`` stays a
-    choice until it has been tested on a GPU here)."""
+def adam_options(impl, device="cpu"):
+    """Keyword arguments of ``torch.optim.Adam`` for ``adam_impl`` on ``device``: ``loop`` (one set
+    of operations per parameter, RecBole's CPU default), ``foreach`` (one multi-tensor operation
+    per update term; the same numbers as ``loop``, tested), ``fused`` (one kernel for the whole
+    update; equal to ``loop`` up to rounding, about 1e-7, tested), ``auto``: ``fused`` on CPU (4
+    operations per step instead of 20, and about 3x faster there), ``foreach`` on other devices
+    (``fused`` stays a choice there until it has been tested on a GPU here)."""
     if impl not in ADAM_IMPLS:
         raise ValueError(f"config key 'adam_impl' = {impl!r}: expected one of {ADAM_IMPLS}")
     if impl == "auto":
-        impl = "foreach"
+        impl = "fused" if torch.device(device).type == "cpu" else "foreach"
     return {"loop": {"foreach": False}, "foreach": {"foreach": True},
             "fused": {"fused": True}}[impl]
 
@@ -350,7 +351,7 @@ class KGINTrainer(Trainer):
         if str(learner).lower() != "adam":
             return super()._build_optimizer(**kwargs)
         params = kwargs.get("params", self.model.parameters())
-        options = adam_options(self.config["adam_impl"] or "auto")
+        options = adam_options(self.config["adam_impl"] or "auto", self.device)
         if self.config["cuda_graph"]:
             options["capturable"] = True  # its step counter lives on the GPU: recordable
         return torch.optim.Adam(

@@ -5,7 +5,7 @@ import importlib
 from pathlib import Path
 
 import recbole.model
-
+import torch
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
@@ -47,7 +47,15 @@ def get_model(model_name):
         raise ValueError(
             f"unknown model '{model_name}': not one of {sorted(MODELS)} nor a RecBole 1.2.1 model"
         )
-    return recbole_get_model(model_name)
+    # RecBole's get_model imports its sequential models on the way to the knowledge-aware ones, and
+    # recbole/model/sequential_recommender/sine.py turns autograd's anomaly detection on when it is
+    # imported: every later step of the process would then record a traceback per operation and
+    # check every gradient for NaN (no value changes, only the speed). Keep the caller's setting.
+    anomaly, check_nan = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()
+    try:
+        return recbole_get_model(model_name)
+    finally:
+        torch.autograd.set_detect_anomaly(anomaly, check_nan)
 
 
 def uses_kg(model_name):

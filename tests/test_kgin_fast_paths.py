@@ -417,6 +417,9 @@ def test_normalize_rows_equals_f_normalize_with_its_gradient(device):
 @pytest.mark.parametrize("overrides", [
     {"fused_normalize": False}, {"relation_messages": "blocks"}, {"fused_propagation": False},
     {"fused_propagation": False, "context_hops": 1, "base": {"context_hops": 1}},
+    # 2 hops: one full-graph hop, so no relation gather is shared between hops (3 hops share one)
+    {"fused_propagation": False, "context_hops": 2, "base": {"context_hops": 2}},
+    {"fused_propagation": False, "mess_dropout_rate": 0.5, "base": {"mess_dropout_rate": 0.5}},
     {"fused_propagation": False, "mess_dropout_rate": 0.0, "node_dropout_rate": 0.0,
      "base": {"mess_dropout_rate": 0.0, "node_dropout_rate": 0.0}},
     {"fused_normalize": False, "relation_messages": "blocks", "user_propagation": "all"},
@@ -490,7 +493,10 @@ def test_adam_impls_equal_the_per_parameter_loop(impl, device):
 def test_adam_impl_auto_and_bad_values():
     from recbole_kgin.trainer import adam_options
 
-    assert adam_options("auto") == {"foreach": True}  # on every device
+    assert adam_options("auto") == {"fused": True}  # CPU (the default device)
+    assert adam_options("auto", "cpu") == {"fused": True}
+    assert adam_options("auto", torch.device("cuda", 0)) == {"foreach": True}  # until GPU-tested
+    assert adam_options("foreach", "cpu") == {"foreach": True}  # explicit choices are kept
     assert adam_options("fused") == {"fused": True}
     with pytest.raises(ValueError, match="adam_impl"):
         adam_options("fast")
@@ -500,13 +506,14 @@ def test_kgin_trainer_builds_the_configured_adam(tmp_path):
     from recbole_kgin.trainer import KGINTrainer
 
     write_kg_dataset(tmp_path, n_users=30, n_items=40)
-    for impl, flag in (("loop", "foreach"), ("foreach", "foreach"), ("fused", "fused")):
+    for impl, flag, on in (("loop", "foreach", False), ("foreach", "foreach", True),
+                           ("fused", "fused", True), ("auto", "fused", True)):
         config = create_config("KGIN", "tiny", config_dict=tiny_config(
             tmp_path, embedding_size=8, adam_impl=impl))
         _, train_data, _, _ = load_data(config)
         trainer = KGINTrainer(config, KGIN(config, train_data._dataset))
         assert isinstance(trainer.optimizer, torch.optim.Adam)
-        assert bool(trainer.optimizer.defaults[flag]) is (impl != "loop"), impl
+        assert bool(trainer.optimizer.defaults[flag]) is on, impl
 
 
 # ---------------------------------------------------------------- negatives on the device
@@ -647,7 +654,8 @@ def test_fused_propagation_refuses_a_second_backward(tmp_path):
 
 def test_default_step_issues_fewer_operations_than_the_plain_forms(tmp_path):
     """The operation count of one training step (forward, backward, Adam), views left out, as
-    benchmarks/kgin_step.py counts it: the defaults need clearly fewer than the plain forms."""
+    benchmarks/kgin_step.py counts it: the defaults need at most 300 (issue 23) and clearly fewer
+    than the plain forms."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from recbole_kgin.trainer import adam_options
@@ -683,12 +691,15 @@ def test_default_step_issues_fewer_operations_than_the_plain_forms(tmp_path):
         batch = next(iter(train_data))
         for step in range(2):  # the second step is counted (the first builds the caches)
             Count.n = 0
-            with Count():
+            # anomaly detection (another test may have imported RecBole's SINE, which turns it
+            # on) adds a NaN check per backward node: count the step as training runs it
+            with torch.autograd.set_detect_anomaly(False), Count():
                 opt.zero_grad()
                 model.calculate_loss(batch).backward()
                 opt.step()
         counts[name] = Count.n
-    # tiny data: 350 (defaults), 576 (plain forms), 265 (static_graph)
+    # tiny data, torch 2.14: 289 (defaults), 567 (plain forms), 221 (static_graph)
+    assert counts["defaults"] <= 300, counts  # issue 23's budget for the default step
     assert counts["defaults"] < 0.75 * counts["plain"], counts
     assert counts["static"] < 0.85 * counts["defaults"], counts
 

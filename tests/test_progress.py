@@ -111,3 +111,31 @@ def test_time_left_before_the_first_run_ends_counts_epochs():
     cb.on_step_end(1, trial)
     assert out.getvalue().splitlines() == [
         "KGIN search: 0/2 trials, 1m00s elapsed, about 1m00s left"]  # best: of finished runs
+
+
+def test_a_restored_search_counts_the_runs_that_ended_before():
+    """After ``--resume`` the callback comes back as it was pickled at the start: the trials that
+    had ended count as done (their best score too), and the time left uses the rate since then."""
+    out, clock = io.StringIO(), Clock()
+    cb = progress.callback("KGIN search", 8, "Recall@20", True, out=out, interval=60, clock=clock)
+    clock.now = 5000.0  # restored much later
+    trials = [SimpleNamespace(trial_id=f"t{k}", status="TERMINATED",
+                              last_result={"best_valid_score": s})
+              for k, s in enumerate((0.0197, 0.0194, 0.0183, 0.0138))]
+    trials += [SimpleNamespace(trial_id=f"t{k}", status="RUNNING", last_result={})
+               for k in range(4, 8)]
+    cb.on_step_end(0, trials)  # catches up: no line yet (the interval restarts)
+    clock.now = 5060.0
+    cb.on_step_end(1, trials)
+    cb.on_trial_result(2, trials, trials[4], {"best_valid_score": 0.02})
+    trials[4].status = "TERMINATED"
+    cb.on_trial_complete(3, trials, trials[4])
+    clock.now = 5120.0
+    cb.on_step_end(4, trials)  # the completed trial is not counted twice
+    assert out.getvalue().splitlines() == [
+        "KGIN search: 4/8 trials (4 before the resume), best Recall@20 0.0197, 1m00s elapsed, "
+        "time left unknown",
+        "KGIN search: trial 5/8 finished, Recall@20 0.0200 (best so far 0.0200)",
+        "KGIN search: 5/8 trials (4 before the resume), best Recall@20 0.0200, 2m00s elapsed, "
+        "about 6m00s left",
+    ]

@@ -73,6 +73,8 @@ def callback(label, total, metric, bigger, unit="trials", out=None, interval=Non
             self.epochs_run = {}  # running trials: epochs so far
             self.tty = hasattr(stream(), "isatty") and stream().isatty()
             self.redrawn = False
+            self.ended = set()  # trial ids counted in done
+            self.before_resume = 0  # runs that had ended when the experiment was restored
 
         def _print(self, text, redraw=False):
             if self.tty and redraw:  # the bar, redrawn in place
@@ -93,6 +95,9 @@ def callback(label, total, metric, bigger, unit="trials", out=None, interval=Non
                 self.epochs_run[trial.trial_id] = int(result["epochs_run"])
 
         def _end(self, trial, status):
+            if trial.trial_id in self.ended:
+                return
+            self.ended.add(trial.trial_id)
             self.done += 1
             self.epochs_run.pop(trial.trial_id, None)
             score = self.scores.get(trial.trial_id)
@@ -107,15 +112,40 @@ def callback(label, total, metric, bigger, unit="trials", out=None, interval=Non
         def on_trial_error(self, iteration, trials, trial, **info):
             self._end(trial, "failed")
 
+        def _catch_up(self, trials):
+            """A restored experiment (``--resume``): the runs that ended before it was restored
+            count as done, their scores in the best, and the time and the rate restart now (the
+            callback comes back as it was pickled when the experiment started)."""
+            gone = [t for t in trials if getattr(t, "status", None) in ("TERMINATED", "ERROR")
+                    and t.trial_id not in self.ended]
+            if not gone:
+                return
+            for t in gone:
+                self.ended.add(t.trial_id)
+                result = getattr(t, "last_result", None) or {}
+                score = result.get("best_valid_score", result.get("valid_score"))
+                if score is not None and better(float(score), self.best, bigger):
+                    self.best = float(score)
+            self.done += len(gone)
+            self.before_resume = self.done
+            self.start = self.last_line = clock()
+
         def on_step_end(self, iteration, trials, **info):
+            self._catch_up(trials)
             now = clock()
             if now - self.last_line >= (INTERVAL_S if interval is None else interval):
                 self.last_line = now
                 running = (sum(min(e, epochs) for e in self.epochs_run.values()) / epochs
                            if epochs else 0.0)
-                self._print(progress_line(label, unit, self.done, total, now - self.start,
-                                          self.best, metric, bar=self.tty, running=running),
-                            redraw=True)
+                base = self.before_resume  # the rate is that of the runs since the restore
+                line = progress_line(label, unit, self.done - base, total - base,
+                                     now - self.start, self.best, metric, bar=self.tty,
+                                     running=running)
+                if base:
+                    line = line.replace(f"{self.done - base}/{total - base} {unit}",
+                                        f"{self.done}/{total} {unit} ({base} before the resume)",
+                                        1)
+                self._print(line, redraw=True)
 
         def on_experiment_end(self, trials, **info):
             if self.redrawn:
