@@ -451,7 +451,7 @@ def _recbole_model_files():
 def resolve_model(name):
     """The canonical spelling of a model name (ours first, then RecBole's), any case; a one-line
     error with the closest name otherwise."""
-    from recbole_kgin.utils import MODELS
+    from recbole_kgin.utils import MODELS, anomaly_setting_kept
 
     if name in MODELS:
         return name
@@ -460,7 +460,8 @@ def resolve_model(name):
             return ours
     module_name = _recbole_model_files().get(name.lower())
     if module_name is not None:
-        module = importlib.import_module(module_name)
+        with anomaly_setting_kept():
+            module = importlib.import_module(module_name)
         for attr in dir(module):
             if attr.lower() == name.lower() and isinstance(getattr(module, attr), type):
                 return attr

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 """Model and trainer lookup: this package's models first, then RecBole's."""
 
+import contextlib
 import importlib
 from pathlib import Path
 
@@ -47,13 +48,20 @@ def get_model(model_name):
         raise ValueError(
             f"unknown model '{model_name}': not one of {sorted(MODELS)} nor a RecBole 1.2.1 model"
         )
-    # RecBole's get_model imports its sequential models on the way to the knowledge-aware ones, and
-    # recbole/model/sequential_recommender/sine.py turns autograd's anomaly detection on when it is
-    # imported: every later step of the process would then record a traceback per operation and
-    # check every gradient for NaN (no value changes, only the speed). Keep the caller's setting.
+    with anomaly_setting_kept():  # it imports its sequential models on the way to the others
+        return recbole_get_model(model_name)
+
+
+@contextlib.contextmanager
+def anomaly_setting_kept():
+    """Run a block that may import RecBole's model modules, keeping autograd's anomaly detection as
+    the caller had it. ``recbole/model/sequential_recommender/sine.py`` turns it on for the whole
+    process when it is imported (and importing any of RecBole's sequential models imports it):
+    every later step would then record a traceback per operation and check every gradient for NaN
+    (no value changes, only the speed: one CKE epoch on ml-100k takes about twice as long)."""
     anomaly, check_nan = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()
     try:
-        return recbole_get_model(model_name)
+        yield
     finally:
         torch.autograd.set_detect_anomaly(anomaly, check_nan)
 

@@ -32,3 +32,18 @@ def test_looking_up_a_recbole_kg_model_keeps_anomaly_detection_off():
     """)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_resolving_a_model_name_keeps_anomaly_detection_off():
+    # the command line's model names are resolved by importing the model's module
+    done = _run("""
+        import sys
+        import torch
+        import recbole_kgin
+        from recbole_kgin.config_check import resolve_model
+        assert resolve_model("gru4rec") == "GRU4Rec"  # a sequential model: its package imports SINE
+        assert "recbole.model.sequential_recommender.sine" in sys.modules
+        print(torch.is_anomaly_enabled())
+    """)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False"]
