@@ -33,9 +33,12 @@ def eta(done, total, elapsed, running=0.0):
     return max(0.0, elapsed / progress * (total - progress))
 
 
-def progress_line(label, unit, done, total, elapsed, best, metric, bar=False, running=0.0):
-    left = eta(done, total, elapsed, running)
-    parts = [f"{done}/{total} {unit}"]
+def progress_line(label, unit, done, total, elapsed, best, metric, bar=False, running=0.0,
+                  before=0):
+    """``before``: runs that had ended when the experiment was restored; ``elapsed`` counts from
+    the restore, so the time left uses the rate of the runs since then."""
+    left = eta(done - before, total - before, elapsed, running)
+    parts = [f"{done}/{total} {unit}" + (f" ({before} before the resume)" if before else "")]
     if best is not None:
         parts.append(f"best {metric} {best:.4f}")
     parts.append(f"{duration(elapsed)} elapsed")
@@ -137,15 +140,10 @@ def callback(label, total, metric, bigger, unit="trials", out=None, interval=Non
                 self.last_line = now
                 running = (sum(min(e, epochs) for e in self.epochs_run.values()) / epochs
                            if epochs else 0.0)
-                base = self.before_resume  # the rate is that of the runs since the restore
-                line = progress_line(label, unit, self.done - base, total - base,
-                                     now - self.start, self.best, metric, bar=self.tty,
-                                     running=running)
-                if base:
-                    line = line.replace(f"{self.done - base}/{total - base} {unit}",
-                                        f"{self.done}/{total} {unit} ({base} before the resume)",
-                                        1)
-                self._print(line, redraw=True)
+                self._print(progress_line(label, unit, self.done, total, now - self.start,
+                                          self.best, metric, bar=self.tty, running=running,
+                                          before=self.before_resume),
+                            redraw=True)
 
         def on_experiment_end(self, trials, **info):
             if self.redrawn:
