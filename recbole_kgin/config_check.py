@@ -430,46 +430,28 @@ def check_dataset_exists(config):
 
 
 # ---------------------------------------------------------------------------------- models
-_RECBOLE_MODEL_DIRS = ("general_recommender", "context_aware_recommender",
-                       "sequential_recommender", "knowledge_aware_recommender",
-                       "exlib_recommender")
-
-
-@functools.lru_cache(maxsize=1)
-def _recbole_model_files():
-    import recbole.model
-
-    root = Path(recbole.model.__file__).parent
-    found = {}
-    for sub in _RECBOLE_MODEL_DIRS:
-        for file in (root / sub).glob("*.py"):
-            if file.stem != "__init__":
-                found[file.stem] = f"recbole.model.{sub}.{file.stem}"
-    return found
-
-
 def resolve_model(name):
     """The canonical spelling of a model name (ours first, then RecBole's), any case; a one-line
     error with the closest name otherwise."""
-    from recbole_kgin.utils import MODELS, anomaly_setting_kept
+    from recbole_kgin.utils import MODELS, anomaly_setting_kept, recbole_model_modules
 
     if name in MODELS:
         return name
     for ours in MODELS:
         if ours.lower() == name.lower():
             return ours
-    module_name = _recbole_model_files().get(name.lower())
+    module_name = recbole_model_modules().get(name.lower())
     if module_name is not None:
         with anomaly_setting_kept():
             module = importlib.import_module(module_name)
         for attr in dir(module):
             if attr.lower() == name.lower() and isinstance(getattr(module, attr), type):
                 return attr
-    candidates = list(MODELS) + sorted(_recbole_model_files())
+    candidates = list(MODELS) + sorted(recbole_model_modules())
     hint = closest(name.lower(), [c.lower() for c in candidates])
     if hint is not None:
         hint = next(c for c in candidates if c.lower() == hint)
-        if hint in _recbole_model_files():
+        if hint in recbole_model_modules():
             try:
                 hint = resolve_model(hint)
             except UsageError:

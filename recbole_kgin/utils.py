@@ -2,6 +2,7 @@
 """Model and trainer lookup: this package's models first, then RecBole's."""
 
 import contextlib
+import functools
 import importlib
 from pathlib import Path
 
@@ -31,12 +32,23 @@ MODELS = {
 }
 
 
-def _is_recbole_model(model_name):
+_RECBOLE_MODEL_DIRS = ("general_recommender", "context_aware_recommender",
+                       "sequential_recommender", "knowledge_aware_recommender",
+                       "exlib_recommender")
+
+
+@functools.lru_cache(maxsize=1)
+def recbole_model_modules():
+    """``{file stem: module}`` of every RecBole 1.2.1 model file (read from the folders, nothing
+    imported: importing some of them changes global state, see :func:`anomaly_setting_kept`)."""
     root = Path(recbole.model.__file__).parent
-    return any((root / sub / f"{model_name.lower()}.py").is_file()
-               for sub in ("general_recommender", "context_aware_recommender",
-                           "sequential_recommender", "knowledge_aware_recommender",
-                           "exlib_recommender"))
+    return {file.stem: f"recbole.model.{sub}.{file.stem}"
+            for sub in _RECBOLE_MODEL_DIRS for file in sorted((root / sub).glob("*.py"))
+            if file.stem != "__init__"}
+
+
+def _is_recbole_model(model_name):
+    return model_name.lower() in recbole_model_modules()
 
 
 def get_model(model_name):
