@@ -572,3 +572,48 @@ def test_a_seed_run_cut_mid_way_continues_from_its_checkpoint(ray_local, workspa
     for key in ("recall@20", "ndcg@20", "epochs_run", "best_epoch"):
         assert rows["cut"][key] == rows["whole"][key], key
     assert not (final / "partial").exists()
+
+
+class _StopAfterLastSeed(Callback):
+    """Ctrl-C (as SIGUSR1) once the last seed run has ended: nothing is left for Ray to stop."""
+
+    sent = []
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if not self.sent:
+            self.sent.append(trial.trial_id)
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def test_a_stop_signal_after_the_last_seed_run_still_stops_and_handlers_are_put_back(
+        ray_local, workspace, monkeypatch):
+    """Ray Tune leaves its own SIGINT/SIGUSR1 handler in place after a run, so a Ctrl-C between two
+    models only logged a warning and the comparison went on: the handlers are put back after
+    every run, and a signal Ray caught after the run's last trial ended stops the command all
+    the same (exit 130 at the command line); the next command keeps the finished seed run."""
+    from recbole_kgin.experiment import search
+
+    root, config_file = workspace
+    argv = ["--dataset", "tiny", "--models", "Pop,ItemKNN", "--out", str(root / "out"),
+            "--run", "late-stop", "--config_files", str(config_file), "--trials", "0",
+            "--seeds", "1"]
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGUSR1)}
+    with_progress = search._with_progress
+
+    def stopping(callbacks, *args, **kwargs):
+        return [*with_progress(callbacks, *args, **kwargs), _StopAfterLastSeed()]
+
+    with monkeypatch.context() as m:
+        m.setattr(search, "_with_progress", stopping)
+        with pytest.raises(KeyboardInterrupt):
+            compare.main(argv)
+    assert _StopAfterLastSeed.sent, "no signal was sent"
+    assert {s: signal.getsignal(s) for s in before} == before
+    pop = root / "out" / "late-stop" / "models" / "Pop"
+    record = pop / "final" / "seed-2020.json"
+    assert record.is_file() and not (root / "out" / "late-stop" / "models" / "ItemKNN").exists()
+    mtime = record.stat().st_mtime_ns
+    assert compare.main([*argv, "--resume"]) == 0
+    assert record.stat().st_mtime_ns == mtime  # kept, not run again
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert set(_csv(root / "out" / "late-stop" / "table.csv")) == {"Pop", "ItemKNN"}

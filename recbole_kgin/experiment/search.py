@@ -8,9 +8,13 @@ state and continues with ``Tuner.restore``; final runs are kept per seed (``seed
 the missing seeds run again.
 """
 
+import contextlib
 import json
+import logging
 import re
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -309,7 +313,7 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, la
         callbacks = [*(callbacks or []), ledger.callback(
             ledger_path, settings, lambda trial: _params_over(trial.config, keys))]
     left = [p for p, k in zip(points, point_keys) if k not in kept]
-    new_rows = []
+    new_rows, stopped = [], False
     if resume or left or not points:
         check_memory(settings)
         trainable = _trainable(settings, dataset_blob, mode="search",
@@ -339,7 +343,7 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, la
                 param_space, num_samples = {POINT_KEY: tune.grid_search(left)}, 1
             tuner = _tuner(settings, exp_dir, trainable, param_space, scheduler, search_alg,
                            num_samples, callbacks)
-        grid = tuner.fit()
+        grid, stopped = fit(tuner)
         new_rows = trial_rows(grid, settings, _ended_trials(exp_dir))
     if use_ledger:
         for row in new_rows:  # trials of an experiment started without the ledger's callback
@@ -350,6 +354,7 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, la
     for row in rows:  # ties are broken in the order the configurations were drawn, on any machine
         row["draw"] = draw.get(ledger.point_key(row["params"]))
     rows, complete = rank_rows(rows, settings)
+    complete = complete and not stopped  # a Ctrl-C after the last trial ended still stops
     if complete and partial_dir is not None:  # left by trials a scheduler stopped
         shutil.rmtree(partial_dir, ignore_errors=True)
     return rows, complete
@@ -358,6 +363,50 @@ def run_search(settings, exp_dir, dataset_blob, resume=False, callbacks=None, la
 def _params_over(config, keys):
     """A trial's (or a drawn configuration's) parameters over the space's ``keys``, plain values."""
     return {k: plain(trial_params(config).get(k)) for k in keys}
+
+
+_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGUSR1") if hasattr(signal, n))
+# what Ray Tune 2.60 logs (logger ``ray.tune.tune``) when its handler catches SIGINT or SIGUSR1
+_RAY_STOP_LOG = "Stop signal received"
+
+
+class _StopLogged(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.stopped = False
+
+    def emit(self, record):
+        if _RAY_STOP_LOG in str(record.msg):
+            self.stopped = True
+
+
+@contextlib.contextmanager
+def _stop_signals_watched():
+    """Ray Tune puts its own SIGINT and SIGUSR1 handler in place for a run and leaves it there
+    when the run ends: a Ctrl-C between two runs (a model finished, the next one starting) would
+    only log "Stop signal received" and the driver would go on. The handlers in place before the
+    run are put back afterwards, and a stop signal Ray caught after the run's last trial ended
+    (when nothing is left to interrupt) is reported, so that the caller stops all the same."""
+    main = threading.current_thread() is threading.main_thread()
+    saved = {s: signal.getsignal(s) for s in _STOP_SIGNALS} if main else {}
+    seen = _StopLogged()
+    ray_log = logging.getLogger("ray.tune.tune")
+    ray_log.addHandler(seen)
+    try:
+        yield seen
+    finally:
+        ray_log.removeHandler(seen)
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def fit(tuner):
+    """``tuner.fit()`` and whether a stop signal (Ctrl-C, SIGUSR1) reached it
+    (:func:`_stop_signals_watched`)."""
+    with _stop_signals_watched() as seen:
+        grid = tuner.fit()
+    return grid, seen.stopped
 
 
 def can_restore(exp_dir):
@@ -390,7 +439,7 @@ def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
     space = {**params, "seed": tune.grid_search(missing)}
     callbacks = _with_progress(callbacks, label, len(missing), settings, "seed runs")
     tuner = _tuner(settings, exp_dir, trainable, space, FIFOScheduler(), None, 1, callbacks)
-    grid = tuner.fit()
+    grid, stopped = fit(tuner)
     ended = _ended_trials(exp_dir)
     errors = {}
     trials = list(getattr(grid, "_experiment_analysis").trials)
@@ -399,7 +448,8 @@ def run_finals(settings, params, seeds, final_dir, dataset_blob, callbacks=None,
         seed = int((trial.config or {}).get("seed"))
         if result.error is not None and trial.trial_id in ended:
             errors[seed] = trial_error(result.error, (result.metrics or {}).get("node_id"), deaths)
-    attempted = all(t.trial_id in ended for t in trials) and len(trials) == len(missing)
+    attempted = (all(t.trial_id in ended for t in trials) and len(trials) == len(missing)
+                 and not stopped)
     if all((final_dir / f"seed-{s}.json").is_file() for s in seeds):
         shutil.rmtree(final_dir / PARTIAL_DIR, ignore_errors=True)
     failures = sum(int(getattr(t, "num_failures", 0) or 0) for t in trials)
